@@ -1,0 +1,3 @@
+from airflow_resource.cli import main
+
+raise SystemExit(main())

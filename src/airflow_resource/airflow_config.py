@@ -1,0 +1,91 @@
+"""Airflow's settings for every child, rendered as AIRFLOW__SECTION__KEY environment.
+
+airflow.cfg is never hand-edited: everything the stack depends on is here, so
+all components agree (one jwt_secret, one execution API URL, one database).
+"""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from airflow_resource.secrets import Secrets
+from airflow_resource.settings import Settings
+
+AIRFLOW_DB = "airflow"        # metadata database
+AIRFLOW_DB_USER = "airflow"
+DATA_DB = "resource_data"     # database for pipelines' own tables (connection resource_postgres)
+DATA_CONN_ID = "resource_postgres"
+FAB_AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
+
+# DAG files dropped into the folder should appear in seconds (Airflow's default is 300 s).
+DAG_REFRESH_INTERVAL_S = 5
+MIN_FILE_PROCESS_INTERVAL_S = 10
+API_WORKERS = 2
+
+
+def postgres_url(s: Settings, sec: Secrets, database: str = AIRFLOW_DB, driver: str = "postgresql+psycopg2") -> str:
+    if s.postgres_url:
+        # A server the user runs: metadata and pipelines' tables share the database it names.
+        return _with_scheme(s.postgres_url, driver)
+    return f"{driver}://{AIRFLOW_DB_USER}:{quote(sec.postgres_password, safe='')}@127.0.0.1:{s.postgres_port}/{database}"
+
+
+def redis_url(s: Settings, sec: Secrets, db: int = 0) -> str:
+    if s.redis_url:
+        return s.redis_url
+    return f"redis://:{quote(sec.redis_password, safe='')}@127.0.0.1:{s.redis_port}/{db}"
+
+
+def _with_scheme(url: str, scheme: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((scheme, *parts[1:]))
+
+
+def airflow_env(s: Settings, sec: Secrets) -> dict[str, str]:
+    """Environment shared by every Airflow process of the stack (and by one-off airflow commands)."""
+    db = postgres_url(s, sec)
+    env = {
+        "AIRFLOW_HOME": str(s.airflow_home),
+        "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(s.dags_dir),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(s.plugins_dir),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__FERNET_KEY": sec.fernet_key,
+        "AIRFLOW__CORE__AUTH_MANAGER": FAB_AUTH_MANAGER,
+        # Tasks reach the API server here; a moved port without this fails every task.
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{s.api_url}/execution/",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": db,
+        "AIRFLOW__CELERY__BROKER_URL": redis_url(s, sec),
+        "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + postgres_url(s, sec, driver="postgresql"),
+        "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(s.worker_concurrency),
+        "AIRFLOW__CELERY__FLOWER_HOST": "127.0.0.1",
+        "AIRFLOW__CELERY__FLOWER_PORT": str(s.flower_port),
+        "AIRFLOW__CELERY__FLOWER_BASIC_AUTH": f"{s.admin_user}:{sec.flower_password}",
+        "AIRFLOW__API__HOST": s.api_host,
+        "AIRFLOW__API__PORT": str(s.api_port),
+        "AIRFLOW__API__WORKERS": str(API_WORKERS),
+        "AIRFLOW__API__SECRET_KEY": sec.api_secret_key,
+        "AIRFLOW__API__EXPOSE_CONFIG": "False",
+        # Every component must sign and verify task tokens with the same secret.
+        "AIRFLOW__API_AUTH__JWT_SECRET": sec.jwt_secret,
+        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": "127.0.0.1",
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(s.scheduler_health_port),
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": str(DAG_REFRESH_INTERVAL_S),
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": str(MIN_FILE_PROCESS_INTERVAL_S),
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(s.logs_dir / "tasks"),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(s.log_server_port),
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(s.log_server_port + 1),
+        # Pipelines' own database, for example_etl and users' DAGs.
+        f"AIRFLOW_CONN_{DATA_CONN_ID.upper()}": postgres_url(s, sec, DATA_DB, driver="postgresql"),
+        "APACHE_AIRFLOW_DATA_DIR": str(s.data_dir),
+    }
+    if s.base_url:
+        env["AIRFLOW__API__BASE_URL"] = s.base_url
+    return env
+
+
+def child_path(s: Settings) -> str:
+    """Airflow finds its own child commands by name: the venv's bin must be first on PATH."""
+    return os.pathsep.join([str(s.venv / "bin"), "/usr/local/bin", "/usr/bin", "/bin"])

@@ -1,0 +1,258 @@
+"""The resource CLI (v2.0 resource contract): one declarative command table, errors caught once."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from airflow_resource import RESOURCE_NAME, __version__, printer
+from airflow_resource.errors import EXIT_ALREADY, EXIT_ERROR, CommandError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_START_TIMEOUT_S = 60
+DEFAULT_STOP_TIMEOUT_S = 30
+TEST_PHASES = ("smoke", "integration", "unit", "all")
+
+EXAMPLES = """\
+Usage examples:
+  ./cli.sh manage start                      install what is missing, start, wait until healthy
+  ./cli.sh status                            every component: running, healthy, pid, port, uptime
+  ./cli.sh status --format json              the same for programs (top-level running/healthy)
+  ./cli.sh credentials --show-secrets        UI/REST admin, PostgreSQL, Redis and Flower logins
+  ./cli.sh logs scheduler --tail 100         one component's log (--follow to stream)
+  ./cli.sh manage stop                       stop everything; no process is left
+  ./cli.sh test all                          unit, smoke and integration tests
+  APACHE_AIRFLOW_HOME=/tmp/af APACHE_AIRFLOW_API_PORT=58080 ./cli.sh manage start
+                                             a second stack beside the first
+"""
+
+
+def _settings(args: argparse.Namespace, running: bool = False):
+    from airflow_resource import settings
+
+    flags: dict[str, Any] = {"home": args.home}
+    for item in args.set or []:
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_").lower()
+        if not sep or key not in settings.BY_NAME:
+            raise CommandError(f"--set {item!r}: expected KEY=VALUE with a known key",
+                               f"known keys: {', '.join(settings.BY_NAME)}")
+        flags[key] = value
+    return settings.for_running_stack(flags) if running else settings.resolve(flags)
+
+
+# ---------------------------------------------------------------- commands
+
+def cmd_help(args: argparse.Namespace) -> int:
+    from airflow_resource import settings
+
+    print(PARSER.format_help())
+    print(EXAMPLES)
+    print("Default configuration (defaults < resource.toml < APACHE_AIRFLOW_* environment < flags):")
+    for s in settings.SETTINGS:
+        default = "(derived)" if callable(s.default) else repr(s.default)
+        print(f"  {s.env:<40} {default:<22} {s.description}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    runtime = json.loads((REPO_ROOT / "config" / "runtime.json").read_text())
+    from airflow_resource import AIRFLOW_VERSION
+
+    data = {"resource": RESOURCE_NAME, "version": __version__, "airflow_version": AIRFLOW_VERSION, **runtime}
+    if args.json or args.format == "json":
+        printer.emit_json(data)
+    else:
+        for k, v in data.items():
+            printer.info(f"{k:<24} {v}")
+    return 0
+
+
+def cmd_manage(args: argparse.Namespace) -> int:
+    from airflow_resource import installer, stack
+
+    action = args.action
+    if action == "install":
+        installer.install(_settings(args), force=args.force)
+    elif action == "uninstall":
+        s = _settings(args, running=True)
+        if stack.is_running(s) or stack.stack_processes(s):
+            stack.stop(s, args.timeout or DEFAULT_STOP_TIMEOUT_S, force=args.force)
+        installer.uninstall(s, keep_data=args.keep_data)
+    elif action == "start":
+        st = stack.start(_settings(args), timeout=args.timeout or DEFAULT_START_TIMEOUT_S, wait=not args.no_wait)
+        _print_started(st)
+    elif action == "stop":
+        stack.stop(_settings(args, running=True), args.timeout or DEFAULT_STOP_TIMEOUT_S, force=args.force)
+    elif action == "restart":
+        s = _settings(args, running=True)
+        if stack.is_running(s) or stack.stack_processes(s):
+            stack.stop(s, args.timeout or DEFAULT_STOP_TIMEOUT_S, force=args.force)
+        st = stack.start(_settings(args), timeout=args.timeout or DEFAULT_START_TIMEOUT_S, wait=not args.no_wait)
+        _print_started(st)
+    return 0
+
+
+def _print_started(st: Any) -> None:
+    s = st.s
+    printer.info(f"Airflow UI and REST API: {s.base_url or s.api_url}   (user {s.admin_user})")
+    printer.info(f"Flower:                  http://127.0.0.1:{s.flower_port}")
+    printer.info("Admin password:          ./cli.sh credentials --show-secrets")
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from airflow_resource import stack
+
+    s = _settings(args, running=True)
+    report = stack.status(s)
+    fmt = "json" if args.json else args.format
+    if fmt == "json":
+        printer.emit_json(report)
+    elif fmt == "yaml":
+        import yaml  # shipped with Airflow
+
+        print(yaml.safe_dump(report, sort_keys=False))
+    elif not report["running"]:
+        printer.info(f"apache-airflow is not running ({s.home}); start it with: ./cli.sh manage start")
+    else:
+        rows = []
+        for c in report["components"]:
+            health = "[green]healthy[/]" if c["healthy"] else ("[red]unhealthy[/]" if c["running"] else "[red]down[/]")
+            row = [c["name"], c["state"].lower(), health, c["pid"] or "-", c["port"] or "-",
+                   _duration(c["uptime_s"])]
+            if args.verbose:
+                row.append(c["detail"] if c["healthy"] else (c["last_error"] or c["detail"]))
+            rows.append(row)
+        cols = ["component", "state", "health", "pid", "port", "uptime"] + (["detail"] if args.verbose else [])
+        overall = "healthy" if report["healthy"] else "UNHEALTHY"
+        printer.table(cols, rows, title=f"apache-airflow {report['airflow_version']}: {overall}  ({report['ui']})")
+        if not args.verbose and not report["healthy"]:
+            for c in report["components"]:
+                if not c["healthy"]:
+                    printer.info(f"  {c['name']}: {c['last_error'] or c['detail']}")
+    if not report["running"]:
+        return EXIT_ALREADY
+    return 0 if report["healthy"] else EXIT_ERROR
+
+
+def _duration(seconds: int | None) -> str:
+    if seconds is None:
+        return "-"
+    h, rem = divmod(int(seconds), 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h}h{m:02d}m" if h else (f"{m}m{sec:02d}s" if m else f"{sec}s")
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from airflow_resource import logs
+
+    return logs.show(_settings(args, running=True), args.component, args.tail, args.follow)
+
+
+def cmd_credentials(args: argparse.Namespace) -> int:
+    from airflow_resource import credentials
+
+    show = args.show_secrets or args.show_sensitive
+    fmt = "json" if args.json else args.format
+    return credentials.show(_settings(args, running=True), fmt, show)
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    script = REPO_ROOT / "test" / "run-tests.sh"
+    env = dict(os.environ, PYTHON=sys.executable)
+    proc = subprocess.run(["bash", str(script), f"--{args.phase}"], cwd=REPO_ROOT, env=env)
+    return proc.returncode
+
+
+# ---------------------------------------------------------------- the command table
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--home", help="resource home (default: APACHE_AIRFLOW_HOME or a per-user default)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting, e.g. --set api_port=58080")
+    p.add_argument("--verbose", "-v", action="store_true", help="more detail; tracebacks on errors")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="resource-apache-airflow",
+        description="Run a real Apache Airflow 3 stack (PostgreSQL, Redis, Celery, supervised) with one command.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Available commands: help, info, manage, status, logs, credentials, test",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="Available commands")
+
+    def command(name: str, func: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        _add_common(p)
+        p.set_defaults(func=func)
+        return p
+
+    command("help", cmd_help, "show usage, examples and the default configuration")
+    p = command("info", cmd_info, "what this resource is (config/runtime.json)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+
+    p = command("manage", cmd_manage, "install, start, stop, restart, uninstall")
+    p.add_argument("action", choices=("install", "uninstall", "start", "stop", "restart"))
+    p.add_argument("--wait", action="store_true", default=True, help="wait until healthy (default)")
+    p.add_argument("--no-wait", action="store_true", help="return once the processes are launched")
+    p.add_argument("--timeout", type=int, help=f"seconds to wait (start {DEFAULT_START_TIMEOUT_S}, stop {DEFAULT_STOP_TIMEOUT_S})")
+    p.add_argument("--force", action="store_true", help="install: redo every step; stop: kill at once")
+    p.add_argument("--keep-data", action="store_true", help="uninstall: keep databases, DAGs, logs and secrets")
+    p.add_argument("--skip-validation", action="store_true", help=argparse.SUPPRESS)
+
+    p = command("status", cmd_status, "health of every component (exit 0 healthy, 1 unhealthy, 2 not running)")
+    p.add_argument("--format", choices=("text", "json", "yaml"), default="text")
+    p.add_argument("--json", action="store_true", help="same as --format json")
+    p.add_argument("--fast", action="store_true", help="accepted for the contract; status is always fast")
+
+    p = command("logs", cmd_logs, "component logs (supervisord's rotated files)")
+    p.add_argument("component", nargs="?", help="one component (default: every component)")
+    p.add_argument("--tail", type=int, default=50, help="lines from the end (default 50)")
+    p.add_argument("--follow", "-f", action="store_true", help="keep printing new lines")
+    p.add_argument("--since", help="accepted for the contract")
+
+    p = command("credentials", cmd_credentials, "logins of the UI/REST API, PostgreSQL, Redis, Flower")
+    p.add_argument("--format", choices=("text", "json", "env"), default="text")
+    p.add_argument("--json", action="store_true", help="same as --format json")
+    p.add_argument("--show-secrets", action="store_true", help="print passwords instead of ********")
+    p.add_argument("--show-sensitive", action="store_true", help=argparse.SUPPRESS)
+
+    p = command("test", cmd_test, "run the test suite: smoke, integration, unit or all")
+    p.add_argument("phase", choices=TEST_PHASES)
+    return parser
+
+
+PARSER = build_parser()
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        argv = ["help"]
+    args = PARSER.parse_args(argv)
+    if not getattr(args, "func", None):
+        return cmd_help(args)
+    try:
+        return args.func(args)
+    except CommandError as exc:
+        printer.error(exc.message, exc.hint)
+        if args.verbose:
+            import traceback
+
+            traceback.print_exc()
+        return exc.exit_code
+    except KeyboardInterrupt:
+        printer.error("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""The one component table: supervisord config, start order, status and health derive from it."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass, field
+
+from airflow_resource import airflow_config, datastores
+from airflow_resource.probes import Probe
+from airflow_resource.secrets import Secrets
+from airflow_resource.settings import Settings
+
+# Start groups: each waits for the one before to be ready. Stop runs in reverse.
+DATA, API, CORE, EDGE = 10, 20, 30, 40
+AIRFLOW_STOP_TIMEOUT_S = 30  # running tasks get this long to finish when a worker stops
+SERVER_STOP_TIMEOUT_S = 20
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    argv: tuple[str, ...]
+    probe: Probe
+    priority: int
+    port: int | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    stop_signal: str = "TERM"
+    stop_timeout: int = SERVER_STOP_TIMEOUT_S
+    airflow: bool = True  # gets the shared Airflow environment
+
+    @property
+    def group(self) -> str:
+        return {DATA: "data", API: "api", CORE: "core", EDGE: "edge"}[self.priority]
+
+
+def worker_hostname(index: int) -> str:
+    return f"worker-{index}@{socket.gethostname()}"
+
+
+def build(s: Settings, sec: Secrets, pg_bindir: str = "", redis_server: str = "") -> list[Component]:
+    """Every component of the stack, in start order."""
+    airflow = str(s.venv / "bin" / "airflow")
+    comps: list[Component] = []
+    if s.embedded_postgres:
+        comps.append(Component(
+            "postgres", (f"{pg_bindir}/postgres", "-D", str(s.postgres_dir)),
+            # Superuser login: ready before the airflow role exists (first start creates it).
+            Probe("postgres", datastores.superuser_dsn(s, sec)),
+            DATA, s.postgres_port, stop_signal="INT", airflow=False,  # INT = fast shutdown, consistent
+        ))
+    if s.embedded_redis:
+        comps.append(Component(
+            "redis", (redis_server or "redis-server", str(s.redis_dir / "redis.conf")),
+            Probe("redis", airflow_config.redis_url(s, sec)), DATA, s.redis_port, airflow=False,
+        ))
+    comps += [
+        Component("api-server", (airflow, "api-server"), Probe("api"), API, s.api_port),
+        Component("scheduler", (airflow, "scheduler"),
+                  Probe("http", f"http://127.0.0.1:{s.scheduler_health_port}/health"), CORE, s.scheduler_health_port),
+        Component("dag-processor", (airflow, "dag-processor"), Probe("health_key", "dag_processor"), CORE),
+        Component("triggerer", (airflow, "triggerer"), Probe("health_key", "triggerer"), CORE, s.log_server_port),
+    ]
+    for i in range(1, s.workers + 1):
+        log_port = s.log_server_port + i
+        comps.append(Component(
+            f"worker-{i}",
+            (airflow, "celery", "worker", "--celery-hostname", worker_hostname(i)),
+            Probe("celery", worker_hostname(i)), CORE, log_port,
+            env={"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(log_port)},
+            stop_timeout=AIRFLOW_STOP_TIMEOUT_S,  # Celery's warm shutdown lets running tasks finish
+        ))
+    comps.append(Component(
+        "flower", (airflow, "celery", "flower"),
+        Probe("http", f"http://127.0.0.1:{s.flower_port}/healthcheck", sec.flower_password, s.admin_user),
+        EDGE, s.flower_port,
+    ))
+    return comps
+
+
+def by_name(comps: list[Component]) -> dict[str, Component]:
+    return {c.name: c for c in comps}
+
+
+def groups(comps: list[Component]) -> list[list[Component]]:
+    """Components grouped by start priority, in start order."""
+    out: dict[int, list[Component]] = {}
+    for c in comps:
+        out.setdefault(c.priority, []).append(c)
+    return [out[k] for k in sorted(out)]

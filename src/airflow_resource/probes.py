@@ -1,0 +1,170 @@
+"""Readiness probes: real requests with short timeouts, one per component kind.
+
+A probe answers (ok, detail). Probes of one status call share a ProbeContext,
+so the api-server's health JSON and the Celery ping are fetched once.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any, Callable
+
+PROBE_TIMEOUT_S = 1.0
+CELERY_PING_TIMEOUT_S = 0.6
+HEALTHY = "healthy"
+
+
+class ProbeContext:
+    """Per-call cache of shared answers (health JSON, Celery ping)."""
+
+    def __init__(self, api_url: str, broker_url: str):
+        self.api_url = api_url
+        self.broker_url = broker_url
+        self._lock = threading.Lock()
+        self._cache: dict[str, Any] = {}
+
+    def once(self, key: str, fetch: Callable[[], Any]) -> Any:
+        with self._lock:
+            if key not in self._cache:
+                try:
+                    self._cache[key] = (True, fetch())
+                except Exception as exc:  # noqa: BLE001 - the probe reports it
+                    self._cache[key] = (False, _describe(exc))
+            return self._cache[key]
+
+    def health_json(self) -> tuple[bool, Any]:
+        return self.once("health", lambda: http_json(f"{self.api_url}/api/v2/monitor/health"))
+
+    def celery_pings(self) -> tuple[bool, Any]:
+        return self.once("celery", lambda: celery_ping(self.broker_url))
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"HTTP {exc.code}"
+    if isinstance(exc, urllib.error.URLError):
+        return str(exc.reason)
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".strip(": ")
+
+
+def http_get(url: str, auth: tuple[str, str] | None = None, timeout: float = PROBE_TIMEOUT_S) -> tuple[int, bytes]:
+    req = urllib.request.Request(url)
+    if auth:
+        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        req.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def http_json(url: str) -> Any:
+    code, body = http_get(url)
+    if code != 200:
+        raise RuntimeError(f"HTTP {code} from {url}")
+    return json.loads(body)
+
+
+def celery_ping(broker_url: str) -> dict[str, Any]:
+    """Broadcast Celery's ping over the broker; answers keyed by worker hostname."""
+    from celery import Celery  # lazy: only status/start need it
+
+    app = Celery(broker=broker_url)
+    app.conf.broker_connection_retry_on_startup = False
+    app.conf.broker_connection_max_retries = 0
+    try:
+        replies = app.control.ping(timeout=CELERY_PING_TIMEOUT_S) or []
+    finally:
+        app.close()
+    return {name: answer for reply in replies for name, answer in reply.items()}
+
+
+@dataclass(frozen=True)
+class Probe:
+    kind: str
+    target: str = ""            # URL, health-JSON key or Celery hostname
+    secret: str = ""            # password for basic auth / databases, never printed
+    user: str = ""
+
+    def check(self, ctx: ProbeContext) -> tuple[bool, str]:
+        try:
+            return PROBES[self.kind](self, ctx)
+        except Exception as exc:  # noqa: BLE001 - a failing probe is a state, not a crash
+            return False, _describe(exc)
+
+
+def _postgres(p: Probe, _: ProbeContext) -> tuple[bool, str]:
+    import psycopg2  # installed with Airflow's postgres provider
+
+    conn = psycopg2.connect(p.target, connect_timeout=max(1, int(PROBE_TIMEOUT_S)))
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1")
+            cur.fetchone()
+    finally:
+        conn.close()
+    return True, "SELECT 1 ok"
+
+
+def _redis(p: Probe, _: ProbeContext) -> tuple[bool, str]:
+    import redis  # installed with Airflow's redis provider
+
+    client = redis.Redis.from_url(p.target, socket_timeout=PROBE_TIMEOUT_S, socket_connect_timeout=PROBE_TIMEOUT_S)
+    try:
+        return bool(client.ping()), "PING ok"
+    finally:
+        client.close()
+
+
+def _api(p: Probe, ctx: ProbeContext) -> tuple[bool, str]:
+    version = http_json(f"{ctx.api_url}/api/v2/version")
+    ok, health = ctx.health_json()
+    if not ok:
+        return False, str(health)
+    db = health.get("metadatabase", {}).get("status")
+    if db != HEALTHY:
+        return False, f"metadatabase {db}"
+    return True, f"Airflow {version.get('version')}"
+
+
+def _health_key(p: Probe, ctx: ProbeContext) -> tuple[bool, str]:
+    ok, health = ctx.health_json()
+    if not ok:
+        return False, f"api-server health unavailable: {health}"
+    entry = health.get(p.target) or {}
+    state = entry.get("status")
+    beat = entry.get("latest_" + ("dag_processor" if p.target == "dag_processor" else p.target) + "_heartbeat")
+    if state != HEALTHY:
+        return False, f"{p.target} {state or 'unknown'} (last heartbeat {beat})"
+    return True, f"heartbeat {beat}"
+
+
+def _http_ok(p: Probe, _: ProbeContext) -> tuple[bool, str]:
+    code, _body = http_get(p.target, auth=(p.user, p.secret) if p.user else None)
+    return code == 200, f"HTTP {code}"
+
+
+def _celery(p: Probe, ctx: ProbeContext) -> tuple[bool, str]:
+    ok, replies = ctx.celery_pings()
+    if not ok:
+        return False, f"broker: {replies}"
+    if p.target in replies:
+        return True, "ping ok"
+    return False, "no answer to celery ping"
+
+
+PROBES: dict[str, Callable[[Probe, ProbeContext], tuple[bool, str]]] = {
+    "postgres": _postgres,
+    "redis": _redis,
+    "api": _api,
+    "health_key": _health_key,
+    "http": _http_ok,
+    "celery": _celery,
+}

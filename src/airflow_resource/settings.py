@@ -1,0 +1,301 @@
+"""One resolver for every setting: defaults < config file < APACHE_AIRFLOW_* env < flags.
+
+The table SETTINGS is the single source for the resolver, `config/schema.json`,
+`config/defaults.sh` and the "Default configuration" part of `help`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from airflow_resource.errors import CommandError
+
+ENV_PREFIX = "APACHE_AIRFLOW_"
+CONFIG_FILE_NAME = "resource.toml"
+EFFECTIVE_FILE = "run/effective.json"  # settings of the stack that is running
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    type: type
+    default: Any  # a value, or a callable of the partly-resolved values
+    description: str
+    minimum: int | None = None
+    maximum: int | None = None
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+
+def _default_home(_: Mapping[str, Any]) -> str:
+    if os.geteuid() == 0:
+        return "/var/lib/apache-airflow"
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return str(Path(base) / "apache-airflow")
+
+
+def _default_concurrency(_: Mapping[str, Any]) -> int:
+    # Trivial tasks cost ~0.27 CPU-s each: more than 4 slots per core only queues
+    # work inside the worker and overloads the machine (measured: 32 failed on 2 cores).
+    return max(4, 4 * (os.cpu_count() or 1))
+
+
+PORT = dict(minimum=1, maximum=65535)
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("home", str, _default_home, "Resource home: venv, Airflow home, data, logs, secrets."),
+    Setting("venv", str, lambda v: str(Path(v["home"]) / "venv"), "Python venv with Airflow and this package."),
+    Setting("dags_dir", str, lambda v: str(Path(v["home"]) / "dags"), "Folder of DAG files the stack parses."),
+    Setting("api_host", str, "127.0.0.1", "Bind address of the api-server (UI and REST API); 0.0.0.0 to serve the network."),
+    Setting("api_port", int, 48080, "Port of the api-server (UI, REST API, Execution API).", **PORT),
+    Setting("postgres_port", int, 45432, "Port of the embedded PostgreSQL.", **PORT),
+    Setting("redis_port", int, 46379, "Port of the embedded Redis.", **PORT),
+    Setting("flower_port", int, 45555, "Port of Flower (Celery monitoring, basic auth).", **PORT),
+    Setting("scheduler_health_port", int, 48974, "Port of the scheduler's health server.", **PORT),
+    Setting("metrics_port", int, 49102, "Port of the Prometheus /metrics endpoint.", **PORT),
+    Setting("statsd_port", int, 49125, "UDP port where the metrics exporter reads Airflow's statsd.", **PORT),
+    Setting("log_server_port", int, 48793, "First port of the task log servers (triggerer, then one per worker).", **PORT),
+    Setting("workers", int, 1, "Number of Celery worker processes on this machine.", minimum=0, maximum=64),
+    Setting("worker_concurrency", int, _default_concurrency, "Task slots per Celery worker.", minimum=1, maximum=256),
+    Setting("postgres_url", str, "", "URL of a PostgreSQL that already runs (then no embedded PostgreSQL)."),
+    Setting("redis_url", str, "", "URL of a Redis that already runs (then no embedded Redis)."),
+    Setting("service_user", str, "airflow", "Unprivileged user the components run as when the CLI runs as root."),
+    Setting("admin_user", str, "admin", "User name of the generated UI/REST admin."),
+    Setting("base_url", str, "", "Public base URL of the UI when behind a proxy (e.g. http://host/airflow)."),
+)
+BY_NAME = {s.name: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    venv: Path
+    dags_dir: Path
+    api_host: str
+    api_port: int
+    postgres_port: int
+    redis_port: int
+    flower_port: int
+    scheduler_health_port: int
+    metrics_port: int
+    statsd_port: int
+    log_server_port: int
+    workers: int
+    worker_concurrency: int
+    postgres_url: str
+    redis_url: str
+    service_user: str
+    admin_user: str
+    base_url: str
+    sources: dict[str, str] = field(default_factory=dict, compare=False)
+
+    # Derived paths: one place, so the layout in DESIGN.md is written down once.
+    @property
+    def airflow_home(self) -> Path:
+        return self.home / "airflow"
+
+    @property
+    def plugins_dir(self) -> Path:
+        return self.home / "plugins"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def component_logs_dir(self) -> Path:
+        return self.logs_dir / "components"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def postgres_dir(self) -> Path:
+        return self.home / "postgres"
+
+    @property
+    def redis_dir(self) -> Path:
+        return self.home / "redis"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.home / "run"
+
+    @property
+    def secrets_file(self) -> Path:
+        return self.home / "secrets.env"
+
+    @property
+    def supervisord_conf(self) -> Path:
+        return self.home / "supervisord.conf"
+
+    @property
+    def supervisord_socket(self) -> Path:
+        return self.run_dir / "supervisord.sock"
+
+    @property
+    def config_file(self) -> Path:
+        return Path(os.environ.get(ENV_PREFIX + "CONFIG") or self.home / CONFIG_FILE_NAME)
+
+    @property
+    def embedded_postgres(self) -> bool:
+        return not self.postgres_url
+
+    @property
+    def embedded_redis(self) -> bool:
+        return not self.redis_url
+
+    @property
+    def api_url(self) -> str:
+        host = "127.0.0.1" if self.api_host in ("0.0.0.0", "::", "") else self.api_host
+        return f"http://{host}:{self.api_port}"
+
+    def to_json(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "sources"}
+        return {k: str(v) if isinstance(v, Path) else v for k, v in d.items()}
+
+
+def _coerce(setting: Setting, raw: Any, origin: str) -> Any:
+    try:
+        if setting.type is int:
+            if isinstance(raw, bool):
+                raise ValueError
+            value = int(raw)
+        else:
+            value = str(raw)
+    except (TypeError, ValueError):
+        raise CommandError(
+            f"{setting.name} from {origin} must be {setting.type.__name__}, got {raw!r}",
+            f"fix {origin}; `resource-apache-airflow help` lists every setting",
+        ) from None
+    if setting.minimum is not None and value < setting.minimum or setting.maximum is not None and value > setting.maximum:
+        raise CommandError(
+            f"{setting.name} from {origin} is {value}, outside {setting.minimum}..{setting.maximum}",
+            f"fix {origin}",
+        )
+    return value
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Settings from the TOML config file; a broken file is an error, not a silent default."""
+    if not path.exists():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise CommandError(f"config file {path} is not valid TOML: {exc}", f"fix or remove {path}") from None
+    unknown = sorted(set(data) - set(BY_NAME))
+    if unknown:
+        raise CommandError(
+            f"config file {path} has unknown setting(s): {', '.join(unknown)}",
+            f"known settings: {', '.join(BY_NAME)}",
+        )
+    return data
+
+
+def resolve(
+    flags: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    read_file: Callable[[Path], dict[str, Any]] = read_config_file,
+) -> Settings:
+    """Resolve every setting in precedence order; home first, since the config file lives there."""
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+
+    def layer_value(s: Setting, file_data: Mapping[str, Any]) -> tuple[Any, str] | None:
+        if s.name in flags:
+            return flags[s.name], "flag"
+        if s.env in environ:
+            return environ[s.env], f"environment {s.env}"
+        if s.name in file_data:
+            return file_data[s.name], "config file"
+        return None
+
+    home_setting = BY_NAME["home"]
+    found = layer_value(home_setting, {})
+    values["home"] = _coerce(home_setting, found[0], found[1]) if found else _default_home(values)
+    sources["home"] = found[1] if found else "default"
+    config_path = Path(environ.get(ENV_PREFIX + "CONFIG") or Path(values["home"]) / CONFIG_FILE_NAME)
+    file_data = read_file(config_path)
+    if "home" in file_data:
+        raise CommandError(
+            f"config file {config_path} sets home, but the config file lives in the home",
+            f"set {home_setting.env} or --home instead",
+        )
+    for s in SETTINGS[1:]:
+        found = layer_value(s, file_data)
+        if found:
+            values[s.name] = _coerce(s, found[0], found[1] if found[1] != "config file" else str(config_path))
+            sources[s.name] = found[1]
+        else:
+            values[s.name] = s.default(values) if callable(s.default) else s.default
+            sources[s.name] = "default"
+    for name in ("home", "venv", "dags_dir"):
+        values[name] = Path(values[name]).expanduser().absolute()
+    return Settings(**values, sources=sources)
+
+
+def load_effective(home: Path) -> dict[str, Any] | None:
+    """Settings the running stack was started with, so status/logs see the real ports."""
+    path = home / EFFECTIVE_FILE
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def for_running_stack(flags: Mapping[str, Any] | None = None) -> Settings:
+    """Resolved settings, overridden by what the running stack was started with."""
+    current = resolve(flags)
+    effective = load_effective(current.home)
+    if not effective:
+        return current
+    merged = {k: effective.get(k, v) for k, v in current.to_json().items()}
+    for name in ("home", "venv", "dags_dir"):
+        merged[name] = Path(merged[name])
+    return Settings(**merged, sources={k: "running stack" for k in merged})
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema of the config file and environment settings (config/schema.json)."""
+    props: dict[str, Any] = {}
+    for s in SETTINGS:
+        p: dict[str, Any] = {"type": "integer" if s.type is int else "string", "description": s.description}
+        p["x-env"] = s.env
+        if not callable(s.default):
+            p["default"] = s.default
+        if s.minimum is not None:
+            p["minimum"] = s.minimum
+        if s.maximum is not None:
+            p["maximum"] = s.maximum
+        props[s.name] = p
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "apache-airflow resource settings",
+        "description": "Keys of resource.toml; each also has an APACHE_AIRFLOW_<KEY> environment variable. "
+        "Precedence: defaults < config file < environment < flags.",
+        "type": "object",
+        "additionalProperties": False,
+        "properties": props,
+    }
+
+
+def defaults_sh() -> str:
+    """config/defaults.sh: the defaults as shell exports, overridable from the environment."""
+    lines = ["#!/usr/bin/env bash", "# Generated from airflow_resource/settings.py: the resource's defaults.", ""]
+    for s in SETTINGS:
+        if callable(s.default):
+            continue
+        lines.append(f'export {s.env}="${{{s.env}:-{s.default}}}"')
+    return "\n".join(lines) + "\n"

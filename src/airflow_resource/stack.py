@@ -1,0 +1,367 @@
+"""The running stack: start in dependency order with readiness deadlines, stop leaving nothing, status."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+import xmlrpc.client
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from airflow_resource import AIRFLOW_VERSION, airflow_config, components, datastores, installer, printer
+from airflow_resource import secrets as secrets_mod
+from airflow_resource import supervisor, system
+from airflow_resource.components import Component
+from airflow_resource.errors import AlreadySo, CommandError
+from airflow_resource.probes import ProbeContext
+from airflow_resource.secrets import Secrets
+from airflow_resource.settings import EFFECTIVE_FILE, Settings
+
+MARKER_ENV = "APACHE_AIRFLOW_RESOURCE_HOME"  # every process of a stack carries it: how stop finds leftovers
+SUPERVISORD_UP_TIMEOUT_S = 15
+MIGRATE_TIMEOUT_S = 600
+ADMIN_TIMEOUT_S = 180
+POLL_S = 0.25
+KILL_WAIT_S = 5
+LOG_TAIL_BYTES = 64 * 1024
+
+
+@dataclass
+class Stack:
+    """Everything derived from settings that the lifecycle needs."""
+
+    s: Settings
+    sec: Secrets
+    who: system.RunAs
+    comps: list[Component]
+
+    @classmethod
+    def load(cls, s: Settings) -> "Stack":
+        sec = secrets_mod.load(s.secrets_file)
+        if sec is None:
+            raise CommandError(f"not installed in {s.home} (no {s.secrets_file.name})",
+                               "run `resource-apache-airflow manage install` or `manage start`")
+        pg = system.pg_bindir() if s.embedded_postgres else None
+        redis = system.redis_server() if s.embedded_redis else None
+        comps = components.build(s, sec, str(pg or ""), str(redis or ""))
+        return cls(s, sec, system.run_as(s.service_user), comps)
+
+    def base_env(self) -> dict[str, str]:
+        return {
+            "PATH": airflow_config.child_path(self.s),
+            "HOME": str(self.s.airflow_home),
+            "USER": self.who.name,
+            "LOGNAME": self.who.name,
+            "LANG": "C.UTF-8",
+            "PYTHONUNBUFFERED": "1",
+            MARKER_ENV: str(self.s.home),
+        }
+
+    def airflow_env(self) -> dict[str, str]:
+        return airflow_config.airflow_env(self.s, self.sec)
+
+    def probe_context(self) -> ProbeContext:
+        return ProbeContext(self.s.api_url, airflow_config.redis_url(self.s, self.sec))
+
+    def rpc(self, timeout: float = supervisor.RPC_TIMEOUT_S) -> Any:
+        return supervisor.client(self.s.supervisord_socket, timeout).supervisor
+
+    def run_airflow(self, args: list[str], timeout: float, extra_env: dict[str, str] | None = None,
+                    stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        """A one-off Airflow command as the service user, with the stack's environment."""
+        root = system.is_root()
+        env = {**self.base_env(), **self.airflow_env(), **(extra_env or {})}
+        return subprocess.run(
+            args, env=env, cwd=self.s.airflow_home, input=stdin, capture_output=True, text=True, timeout=timeout,
+            user=self.who.uid if root else None, group=self.who.gid if root else None,
+            extra_groups=[] if root else None,
+        )
+
+
+# ---------------------------------------------------------------- start
+
+def is_running(s: Settings) -> bool:
+    return supervisor.is_up(s.supervisord_socket)
+
+
+def check_ports(st: Stack) -> None:
+    for c in st.comps:
+        if c.port and system.port_in_use(c.port):
+            setting = {"api-server": "API_PORT", "postgres": "POSTGRES_PORT", "redis": "REDIS_PORT",
+                       "flower": "FLOWER_PORT", "scheduler": "SCHEDULER_HEALTH_PORT"}.get(c.name, "LOG_SERVER_PORT")
+            raise CommandError(
+                f"port {c.port} for {c.name} is in use by {system.who_listens(c.port)}",
+                f"stop that process, or choose another port: APACHE_AIRFLOW_{setting}=<port>",
+            )
+
+
+def write_configs(st: Stack) -> None:
+    s = st.s
+    if s.embedded_postgres:
+        datastores.write_postgres_conf(s, st.who)
+    if s.embedded_redis:
+        datastores.write_redis_conf(s, st.sec, st.who)
+    text = supervisor.render(s, st.comps, st.base_env(), st.airflow_env(),
+                             st.who.name if system.is_root() else None)
+    secrets_mod.write_private(s.supervisord_conf, text)
+    (s.home / EFFECTIVE_FILE).write_text(json.dumps(s.to_json(), indent=2) + "\n")
+
+
+def launch_supervisord(st: Stack) -> None:
+    s = st.s
+    s.supervisord_socket.unlink(missing_ok=True)
+    env = {**os.environ, MARKER_ENV: str(s.home)}
+    proc = subprocess.run([str(Path(s.venv) / "bin" / "supervisord"), "-c", str(s.supervisord_conf)],
+                          env=env, capture_output=True, text=True, cwd=s.home)
+    if proc.returncode != 0:
+        raise CommandError(f"supervisord did not start: {(proc.stderr or proc.stdout).strip()[-800:]}",
+                           f"see {s.logs_dir / 'supervisord.log'}")
+    deadline = time.monotonic() + SUPERVISORD_UP_TIMEOUT_S
+    while not supervisor.is_up(s.supervisord_socket):
+        if time.monotonic() > deadline:
+            raise CommandError("supervisord did not answer on its socket", f"see {s.logs_dir / 'supervisord.log'}")
+        time.sleep(0.1)
+
+
+def last_error(s: Settings, name: str) -> str | None:
+    """The last line of a component's log that looks like an error."""
+    path = s.component_logs_dir / f"{name}.log"
+    try:
+        with path.open("rb") as f:
+            f.seek(max(0, path.stat().st_size - LOG_TAIL_BYTES))
+            lines = f.read().decode(errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        if any(k in line for k in ("ERROR", "FATAL", "Error", "Traceback", "Exception", "refused")):
+            return line.strip()[:300]
+    return None
+
+
+def wait_ready(st: Stack, comps: list[Component], deadline: float, label: str) -> None:
+    """Poll the components' probes until all pass; fail fast on a component supervisord gave up on."""
+    pending = {c.name: c for c in comps}
+    started = time.monotonic()
+    with printer.status(f"waiting for {label}") as spinner:
+        while pending:
+            infos = {i["name"]: i for i in st.rpc().getAllProcessInfo()}
+            for name in list(pending):
+                state = infos.get(name, {}).get("statename")
+                if state in ("FATAL", "EXITED", "STOPPED"):
+                    raise CommandError(
+                        f"{name} failed to start ({state}): {last_error(st.s, name) or infos[name].get('spawnerr')}",
+                        f"read its log: resource-apache-airflow logs {name} --tail 100",
+                    )
+            ctx = st.probe_context()
+            with ThreadPoolExecutor(max_workers=len(pending)) as pool:
+                results = dict(zip(pending, pool.map(lambda c: c.probe.check(ctx), pending.values())))
+            for name, (ok, _detail) in results.items():
+                # STARTING counts once the probe passes: startsecs is a crash guard, not readiness.
+                if ok and infos.get(name, {}).get("statename") in ("STARTING", "RUNNING"):
+                    printer.ok(f"{name} ready ({time.monotonic() - started:.1f} s)")
+                    del pending[name]
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                details = "; ".join(f"{n}: {results[n][1]}" for n in pending)
+                raise CommandError(f"not ready before the timeout: {details}",
+                                   "see `resource-apache-airflow status --verbose` and `logs <component>`; "
+                                   "a slower machine may need --timeout")
+            spinner.update(f"waiting for {', '.join(pending)} ({time.monotonic() - started:.0f} s)")
+            time.sleep(POLL_S)
+
+
+def start_group(st: Stack, comps: list[Component]) -> None:
+    rpc = st.rpc()
+    for c in comps:
+        try:
+            rpc.startProcess(c.name, False)
+        except xmlrpc.client.Fault as fault:
+            if "ALREADY_STARTED" not in fault.faultString:
+                raise CommandError(f"supervisord could not start {c.name}: {fault.faultString}",
+                                   f"read its log: resource-apache-airflow logs {c.name}") from None
+
+
+def migrate_and_admin(st: Stack) -> None:
+    """Migrate the metadata database once per Airflow version, and create the admin once."""
+    s = st.s
+    if s.embedded_postgres:
+        datastores.ensure_roles_and_databases(s, st.sec)
+    migrated = s.airflow_home / f".migrated-{AIRFLOW_VERSION}"
+    if not migrated.exists():
+        t = time.monotonic()
+        with printer.status("migrating the Airflow metadata database (first start: up to a minute)"):
+            proc = st.run_airflow([str(s.venv / "bin" / "airflow"), "db", "migrate"], MIGRATE_TIMEOUT_S)
+        if proc.returncode != 0:
+            raise CommandError("airflow db migrate failed:\n" + (proc.stderr or proc.stdout).strip()[-2000:],
+                               "fix the error above, then run `manage start` again")
+        migrated.write_text(f"{time.time()}\n")
+        printer.ok(f"metadata database migrated ({time.monotonic() - t:.1f} s)")
+    admin_marker = s.airflow_home / f".admin-{s.admin_user}"
+    if not admin_marker.exists():
+        t = time.monotonic()
+        source = (Path(__file__).parent / "admin_user.py").read_text()
+        proc = st.run_airflow(
+            [str(s.venv / "bin" / "python"), "-"], ADMIN_TIMEOUT_S, stdin=source,
+            extra_env={"APACHE_AIRFLOW_ADMIN_USER": s.admin_user, "APACHE_AIRFLOW_ADMIN_PASSWORD": st.sec.admin_password},
+        )
+        if proc.returncode != 0:
+            raise CommandError("creating the admin user failed:\n" + (proc.stderr or proc.stdout).strip()[-2000:],
+                               "fix the error above, then run `manage start` again")
+        admin_marker.write_text(f"{time.time()}\n")
+        printer.ok(f"admin user {s.admin_user} ready ({time.monotonic() - t:.1f} s)")
+
+
+def start(s: Settings, timeout: float, wait: bool = True) -> Stack:
+    if is_running(s):
+        raise AlreadySo(f"already running from {s.home}", "`status` shows its health; `manage restart` restarts it")
+    if not installer.is_installed(s):
+        installer.install(s)
+    installer.check_home_owner(s)
+    begun = time.monotonic()
+    st = Stack.load(s)
+    if s.embedded_postgres and datastores.is_initialised(s):
+        datastores.check_data_version(s, system.pg_bindir() or Path("/nonexistent"))
+    leftovers = stack_processes(s)
+    if leftovers:
+        raise CommandError(f"{len(leftovers)} process(es) of an earlier run of this home are still alive "
+                           f"(pids {', '.join(str(p.pid) for p in leftovers[:8])})",
+                           "run `resource-apache-airflow manage stop --force` first")
+    check_ports(st)
+    write_configs(st)
+    printer.step(f"starting supervisord ({s.supervisord_conf})")
+    launch_supervisord(st)
+    groups = components.groups(st.comps)
+    # Readiness deadline is for the servers; the one-off migration has its own.
+    deadline = time.monotonic() + timeout
+    data = [c for c in st.comps if c.priority == components.DATA]
+    if data:
+        start_group(st, data)
+        wait_ready(st, data, deadline, "PostgreSQL and Redis")
+    migrate_and_admin(st)
+    deadline = time.monotonic() + timeout
+    for group in groups:
+        if group[0].priority == components.DATA:
+            continue
+        start_group(st, group)
+        if wait:
+            wait_ready(st, group, deadline, f"{' '.join(c.name for c in group)}")
+    if wait:
+        printer.ok(f"all {len(st.comps)} components healthy in {time.monotonic() - begun:.1f} s")
+    return st
+
+
+# ---------------------------------------------------------------- stop
+
+def stack_processes(s: Settings) -> list[psutil.Process]:
+    """Every live process that carries this home's marker (supervisord, components, task processes)."""
+    mine = []
+    me = os.getpid()
+    for p in psutil.process_iter(["pid"]):
+        if p.pid == me:
+            continue
+        try:
+            if p.environ().get(MARKER_ENV) == str(s.home):
+                mine.append(p)
+        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess, OSError):
+            continue
+    return mine
+
+
+def kill_all(procs: list[psutil.Process], sig: int) -> None:
+    for p in procs:
+        try:
+            p.send_signal(sig)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+
+
+def stop(s: Settings, timeout: float, force: bool = False) -> int:
+    """Stop every component (reverse order, supervisord's stopwaitsecs), then anything left. Returns count killed."""
+    running = is_running(s)
+    if not running and not stack_processes(s):
+        raise AlreadySo(f"not running ({s.home})", "`manage start` starts it")
+    deadline = time.monotonic() + timeout
+    if running and not force:
+        printer.step("stopping components (running tasks get time to finish)")
+        done = threading.Event()
+
+        def graceful() -> None:
+            try:
+                supervisor.client(s.supervisord_socket, timeout + 5).supervisor.stopAllProcesses(True)
+            except (OSError, xmlrpc.client.Error):
+                pass
+            finally:
+                done.set()
+
+        threading.Thread(target=graceful, daemon=True).start()
+        done.wait(max(0.0, deadline - time.monotonic()))
+        try:
+            supervisor.client(s.supervisord_socket, 5).supervisor.shutdown()
+        except (OSError, xmlrpc.client.Error):
+            pass
+        pid = supervisor.supervisord_pid(s)
+        while pid and psutil.pid_exists(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    # Whatever is still alive (a hung component, orphaned task processes, --force): TERM, then KILL.
+    left = stack_processes(s)
+    killed = len(left)
+    if left:
+        if not force:
+            printer.warn(f"{len(left)} process(es) still alive after the graceful stop: terminating")
+        kill_all(left, signal.SIGTERM if not force else signal.SIGKILL)
+        _gone, alive = psutil.wait_procs(left, timeout=KILL_WAIT_S if not force else 1)
+        kill_all(alive, signal.SIGKILL)
+        psutil.wait_procs(alive, timeout=KILL_WAIT_S)
+    s.supervisord_socket.unlink(missing_ok=True)
+    (s.home / EFFECTIVE_FILE).unlink(missing_ok=True)
+    remaining = stack_processes(s)
+    if remaining:
+        raise CommandError(f"{len(remaining)} process(es) survived SIGKILL: {[p.pid for p in remaining]}",
+                           "they may be stuck in the kernel (D state); check `ps -o pid,stat,cmd -p <pid>`")
+    printer.ok("stopped; no process of the stack is left")
+    return killed
+
+
+# ---------------------------------------------------------------- status
+
+def status(s: Settings) -> dict[str, Any]:
+    """Per-component state from supervisord plus a real probe, in parallel: answers in well under a second."""
+    report: dict[str, Any] = {"resource": "apache-airflow", "home": str(s.home), "running": False,
+                              "healthy": False, "airflow_version": AIRFLOW_VERSION, "ui": s.api_url,
+                              "components": []}
+    if not is_running(s):
+        return report
+    st = Stack.load(s)
+    infos = {i["name"]: i for i in st.rpc().getAllProcessInfo()}
+    ctx = st.probe_context()
+    now = time.time()
+    with ThreadPoolExecutor(max_workers=len(st.comps)) as pool:
+        probes = list(pool.map(lambda c: c.probe.check(ctx) if infos.get(c.name, {}).get("statename") == "RUNNING"
+                               else (False, "not running"), st.comps))
+    for c, (ok, detail) in zip(st.comps, probes):
+        info = infos.get(c.name, {})
+        running = info.get("statename") == "RUNNING"
+        entry = {
+            "name": c.name,
+            "state": info.get("statename", "UNKNOWN"),
+            "running": running,
+            "healthy": bool(running and ok),
+            "pid": info.get("pid") or None,
+            "port": c.port,
+            "uptime_s": round(now - info["start"]) if running and info.get("start") else None,
+            "detail": detail,
+            "last_error": None if (running and ok) else (last_error(s, c.name) or info.get("spawnerr") or None),
+        }
+        report["components"].append(entry)
+    report["running"] = any(e["running"] for e in report["components"])
+    report["healthy"] = all(e["healthy"] for e in report["components"])
+    return report
