@@ -12,6 +12,7 @@ import threading
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Callable
 
 PROBE_TIMEOUT_S = 1.0
@@ -53,13 +54,17 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}".strip(": ")
 
 
+# Probes talk to loopback: never through an http_proxy from the caller's environment.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def http_get(url: str, auth: tuple[str, str] | None = None, timeout: float = PROBE_TIMEOUT_S) -> tuple[int, bytes]:
     req = urllib.request.Request(url)
     if auth:
         token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
         req.add_header("Authorization", f"Basic {token}")
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with _OPENER.open(req, timeout=timeout) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
@@ -93,8 +98,11 @@ class Probe:
     secret: str = ""            # password for basic auth / databases, never printed
     user: str = ""
 
-    def check(self, ctx: ProbeContext) -> tuple[bool, str]:
+    def check(self, ctx: ProbeContext, started_at: float | None = None) -> tuple[bool, str]:
+        """started_at: when the process started (epoch s); a heartbeat older than that is a dead process's."""
         try:
+            if self.kind == "health_key":
+                return _health_key(self, ctx, started_at)
             return PROBES[self.kind](self, ctx)
         except Exception as exc:  # noqa: BLE001 - a failing probe is a state, not a crash
             return False, _describe(exc)
@@ -134,7 +142,7 @@ def _api(p: Probe, ctx: ProbeContext) -> tuple[bool, str]:
     return True, f"Airflow {version.get('version')}"
 
 
-def _health_key(p: Probe, ctx: ProbeContext) -> tuple[bool, str]:
+def _health_key(p: Probe, ctx: ProbeContext, started_at: float | None = None) -> tuple[bool, str]:
     ok, health = ctx.health_json()
     if not ok:
         return False, f"api-server health unavailable: {health}"
@@ -143,6 +151,8 @@ def _health_key(p: Probe, ctx: ProbeContext) -> tuple[bool, str]:
     beat = entry.get("latest_" + ("dag_processor" if p.target == "dag_processor" else p.target) + "_heartbeat")
     if state != HEALTHY:
         return False, f"{p.target} {state or 'unknown'} (last heartbeat {beat})"
+    if started_at is not None and beat and datetime.fromisoformat(beat).timestamp() < started_at:
+        return False, f"no heartbeat since the process started (last {beat})"
     return True, f"heartbeat {beat}"
 
 
@@ -164,7 +174,6 @@ PROBES: dict[str, Callable[[Probe, ProbeContext], tuple[bool, str]]] = {
     "postgres": _postgres,
     "redis": _redis,
     "api": _api,
-    "health_key": _health_key,
     "http": _http_ok,
     "celery": _celery,
 }

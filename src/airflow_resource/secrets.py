@@ -106,8 +106,11 @@ def ensure(path: Path, environ: Mapping[str, str] | None = None) -> tuple[Secret
     existing = load(path, environ)
     if existing is not None:
         stored = parse_env_file(path.read_text())
-        if any(Secrets.env_name(f.name) not in stored for f in fields(Secrets)):
-            write_private(path, render_env_file(existing))  # add secrets a newer version introduced
+        missing = [f.name for f in fields(Secrets) if Secrets.env_name(f.name) not in stored]
+        if missing:
+            # Add the secrets a newer version introduced; keep stored ones (environment overrides stay runtime-only).
+            kept = {f.name: stored.get(Secrets.env_name(f.name)) or getattr(existing, f.name) for f in fields(Secrets)}
+            write_private(path, render_env_file(Secrets(**kept)))
         return existing, False
     values = {f.name: environ.get(Secrets.env_name(f.name)) or GENERATORS[f.name]() for f in fields(Secrets)}
     s = Secrets(**values)

@@ -157,6 +157,8 @@ class Settings:
     @property
     def api_url(self) -> str:
         host = "127.0.0.1" if self.api_host in ("0.0.0.0", "::", "") else self.api_host
+        if ":" in host:
+            host = f"[{host}]"  # IPv6 literal
         return f"http://{host}:{self.api_port}"
 
     def to_json(self) -> dict[str, Any]:
@@ -167,7 +169,7 @@ class Settings:
 def _coerce(setting: Setting, raw: Any, origin: str) -> Any:
     try:
         if setting.type is int:
-            if isinstance(raw, bool):
+            if isinstance(raw, (bool, float)):
                 raise ValueError
             value = int(raw)
         else:
@@ -216,7 +218,7 @@ def resolve(
     def layer_value(s: Setting, file_data: Mapping[str, Any]) -> tuple[Any, str] | None:
         if s.name in flags:
             return flags[s.name], "flag"
-        if s.env in environ:
+        if environ.get(s.env):  # set but empty counts as unset, as in the shell's ${VAR:-default}
             return environ[s.env], f"environment {s.env}"
         if s.name in file_data:
             return file_data[s.name], "config file"
@@ -226,7 +228,7 @@ def resolve(
     found = layer_value(home_setting, {})
     values["home"] = _coerce(home_setting, found[0], found[1]) if found else _default_home(values)
     sources["home"] = found[1] if found else "default"
-    config_path = Path(environ.get(ENV_PREFIX + "CONFIG") or Path(values["home"]) / CONFIG_FILE_NAME)
+    config_path = Path(environ.get(ENV_PREFIX + "CONFIG") or Path(values["home"]).expanduser() / CONFIG_FILE_NAME)
     file_data = read_file(config_path)
     if "home" in file_data:
         raise CommandError(
@@ -243,6 +245,12 @@ def resolve(
             sources[s.name] = "default"
     for name in ("home", "venv", "dags_dir"):
         values[name] = Path(values[name]).expanduser().absolute()
+    last_log_port = values["log_server_port"] + values["workers"]
+    if last_log_port > 65535:
+        raise CommandError(
+            f"log_server_port {values['log_server_port']} + {values['workers']} worker(s) needs ports up to {last_log_port}",
+            f"lower {BY_NAME['log_server_port'].env} or {BY_NAME['workers'].env}",
+        )
     return Settings(**values, sources=sources)
 
 

@@ -18,14 +18,14 @@ import psutil
 
 from airflow_resource import AIRFLOW_VERSION, airflow_config, components, datastores, installer, printer
 from airflow_resource import secrets as secrets_mod
-from airflow_resource import supervisor, system
+from airflow_resource import launch, supervisor, system
 from airflow_resource.components import Component
 from airflow_resource.errors import AlreadySo, CommandError
 from airflow_resource.probes import ProbeContext
 from airflow_resource.secrets import Secrets
 from airflow_resource.settings import EFFECTIVE_FILE, Settings
 
-MARKER_ENV = "APACHE_AIRFLOW_RESOURCE_HOME"  # every process of a stack carries it: how stop finds leftovers
+MARKER_ENV = launch.HOME_ENV  # every process of a stack carries it: how stop finds leftovers
 SUPERVISORD_UP_TIMEOUT_S = 15
 MIGRATE_TIMEOUT_S = 600
 ADMIN_TIMEOUT_S = 180
@@ -109,8 +109,15 @@ def write_configs(st: Stack) -> None:
         datastores.write_postgres_conf(s, st.who)
     if s.embedded_redis:
         datastores.write_redis_conf(s, st.sec, st.who)
-    text = supervisor.render(s, st.comps, st.base_env(), st.airflow_env(),
-                             st.who.name if system.is_root() else None)
+    supervisor.write_launcher(s)
+    system.make_dir(s.run_dir / "env", st.who, 0o700)
+    airflow_env = st.airflow_env()
+    root = system.is_root()
+    for c in st.comps:
+        env = supervisor.component_env(c, st.base_env(), airflow_env)
+        secrets_mod.write_private(supervisor.env_file(s, c.name), json.dumps(env, indent=1),
+                                  st.who.uid if root else None, st.who.gid if root else None)
+    text = supervisor.render(s, st.comps, st.who.name if root else None)
     secrets_mod.write_private(s.supervisord_conf, text)
     (s.home / EFFECTIVE_FILE).write_text(json.dumps(s.to_json(), indent=2) + "\n")
 
@@ -162,7 +169,8 @@ def wait_ready(st: Stack, comps: list[Component], deadline: float, label: str) -
                     )
             ctx = st.probe_context()
             with ThreadPoolExecutor(max_workers=len(pending)) as pool:
-                results = dict(zip(pending, pool.map(lambda c: c.probe.check(ctx), pending.values())))
+                results = dict(zip(pending, pool.map(
+                    lambda c: c.probe.check(ctx, infos.get(c.name, {}).get("start") or None), pending.values())))
             for name, (ok, _detail) in results.items():
                 # STARTING counts once the probe passes: startsecs is a crash guard, not readiness.
                 if ok and infos.get(name, {}).get("statename") in ("STARTING", "RUNNING"):
@@ -284,6 +292,31 @@ def kill_all(procs: list[psutil.Process], sig: int) -> None:
             pass
 
 
+def stop_in_order(s: Settings, deadline: float) -> None:
+    """Stop group by group, edge first and data stores last, so nothing loses its database mid-stop."""
+    rpc = supervisor.client(s.supervisord_socket, 10).supervisor
+    for group in reversed(components.groups(Stack.load(s).comps)):
+        names = [c.name for c in group]
+        for name in names:
+            try:
+                rpc.stopProcess(name, False)
+            except xmlrpc.client.Fault as fault:
+                if "NOT_RUNNING" not in fault.faultString and "BAD_NAME" not in fault.faultString:
+                    raise
+        while time.monotonic() < deadline:
+            states = [i["statename"] for i in rpc.getAllProcessInfo() if i["name"] in names]
+            if all(state in ("STOPPED", "EXITED", "FATAL", "BACKOFF") for state in states):
+                break
+            time.sleep(0.1)
+
+
+def _describe_process(p: psutil.Process) -> str:
+    try:
+        return " ".join(p.cmdline())[:60] or p.name()
+    except psutil.Error:
+        return str(p.pid)
+
+
 def stop(s: Settings, timeout: float, force: bool = False) -> int:
     """Stop every component (reverse order, supervisord's stopwaitsecs), then anything left. Returns count killed."""
     running = is_running(s)
@@ -291,19 +324,12 @@ def stop(s: Settings, timeout: float, force: bool = False) -> int:
         raise AlreadySo(f"not running ({s.home})", "`manage start` starts it")
     deadline = time.monotonic() + timeout
     if running and not force:
-        printer.step("stopping components (running tasks get time to finish)")
-        done = threading.Event()
-
-        def graceful() -> None:
-            try:
-                supervisor.client(s.supervisord_socket, timeout + 5).supervisor.stopAllProcesses(True)
-            except (OSError, xmlrpc.client.Error):
-                pass
-            finally:
-                done.set()
-
-        threading.Thread(target=graceful, daemon=True).start()
-        done.wait(max(0.0, deadline - time.monotonic()))
+        printer.step("stopping components in reverse start order (running tasks get time to finish)")
+        try:
+            stop_in_order(s, deadline)
+        except (OSError, xmlrpc.client.Error) as exc:
+            printer.warn(f"supervisord did not stop the components cleanly ({exc}); killing what is left")
+    if running:
         try:
             supervisor.client(s.supervisord_socket, 5).supervisor.shutdown()
         except (OSError, xmlrpc.client.Error):
@@ -316,7 +342,8 @@ def stop(s: Settings, timeout: float, force: bool = False) -> int:
     killed = len(left)
     if left:
         if not force:
-            printer.warn(f"{len(left)} process(es) still alive after the graceful stop: terminating")
+            names = ", ".join(sorted({_describe_process(p) for p in left}))
+            printer.warn(f"{len(left)} process(es) still alive after the graceful stop ({names}): terminating")
         kill_all(left, signal.SIGTERM if not force else signal.SIGKILL)
         _gone, alive = psutil.wait_procs(left, timeout=KILL_WAIT_S if not force else 1)
         kill_all(alive, signal.SIGKILL)
@@ -345,8 +372,9 @@ def status(s: Settings) -> dict[str, Any]:
     ctx = st.probe_context()
     now = time.time()
     with ThreadPoolExecutor(max_workers=len(st.comps)) as pool:
-        probes = list(pool.map(lambda c: c.probe.check(ctx) if infos.get(c.name, {}).get("statename") == "RUNNING"
-                               else (False, "not running"), st.comps))
+        probes = list(pool.map(lambda c: c.probe.check(ctx, infos[c.name].get("start") or None)
+                               if infos.get(c.name, {}).get("statename") == "RUNNING" else (False, "not running"),
+                               st.comps))
     for c, (ok, detail) in zip(st.comps, probes):
         info = infos.get(c.name, {})
         running = info.get("statename") == "RUNNING"

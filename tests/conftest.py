@@ -1,0 +1,153 @@
+"""Shared test fixtures: a real stack in a temporary home on free ports, driven by the CLI and REST API."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import pytest
+import requests
+
+REPO = Path(__file__).resolve().parents[1]
+PORT_SETTINGS = ("API_PORT", "POSTGRES_PORT", "REDIS_PORT", "FLOWER_PORT", "SCHEDULER_HEALTH_PORT",
+                 "METRICS_PORT", "STATSD_PORT")
+START_TIMEOUT_S = 240
+MARKER_ENV = "APACHE_AIRFLOW_RESOURCE_HOME"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def free_port_block(n: int) -> int:
+    """The first of n consecutive free ports (log servers: triggerer, then one per worker)."""
+    for _ in range(100):
+        base = free_port()
+        if base + n < 65535 and all(_is_free(base + i) for i in range(n)):
+            return base
+    raise RuntimeError("no block of free ports")
+
+
+def _is_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def make_home(prefix: str = "af-test-") -> Path:
+    """A home the service user can reach (pytest's tmp_path is under a 0700 directory)."""
+    home = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    home.chmod(0o755)
+    return home
+
+
+def stack_env(home: Path, workers: int = 1) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APACHE_AIRFLOW_")}
+    env.update({
+        "APACHE_AIRFLOW_HOME": str(home),
+        "APACHE_AIRFLOW_VENV": sys.prefix,  # reuse the installed venv: no second Airflow install
+        "APACHE_AIRFLOW_WORKERS": str(workers),
+        "APACHE_AIRFLOW_LOG_SERVER_PORT": str(free_port_block(workers + 1)),
+    })
+    for name in PORT_SETTINGS:
+        env[f"APACHE_AIRFLOW_{name}"] = str(free_port())
+    return env
+
+
+def cli(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "airflow_resource", *args], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def processes_of(home: Path) -> list[psutil.Process]:
+    found = []
+    for p in psutil.process_iter():
+        try:
+            if p.environ().get(MARKER_ENV) == str(home):
+                found.append(p)
+        except (psutil.Error, OSError):
+            continue
+    return found
+
+
+@dataclass
+class RunningStack:
+    home: Path
+    env: dict[str, str]
+
+    def cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return cli(self.env, *args, timeout=timeout)
+
+    def status(self) -> dict:
+        proc = self.cli("status", "--format", "json", timeout=30)
+        return json.loads(proc.stdout)
+
+    def credentials(self) -> dict:
+        proc = self.cli("credentials", "--format", "json", "--show-secrets", timeout=30)
+        assert proc.returncode == 0, proc.stderr
+        return {c["id"]: c for c in json.loads(proc.stdout)["connections"]}
+
+    @property
+    def api(self) -> str:
+        return f"http://127.0.0.1:{self.env['APACHE_AIRFLOW_API_PORT']}"
+
+    def token(self) -> str:
+        admin = self.credentials()["api"]["auth"]
+        r = requests.post(f"{self.api}/auth/token", json=admin, timeout=30)
+        r.raise_for_status()
+        return r.json()["access_token"]
+
+    def rest(self, method: str, path: str, **kw) -> requests.Response:
+        headers = {"Authorization": f"Bearer {self.token()}", **kw.pop("headers", {})}
+        return requests.request(method, f"{self.api}/api/v2{path}", headers=headers, timeout=30, **kw)
+
+    def wait_for(self, predicate, timeout: float, what: str, poll: float = 1.0):
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            last = predicate()
+            if last:
+                return last
+            time.sleep(poll)
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}; last: {last!r}")
+
+
+def start_stack(prefix: str, workers: int = 1) -> RunningStack:
+    home = make_home(prefix)
+    env = stack_env(home, workers)
+    proc = cli(env, "manage", "start", "--timeout", str(START_TIMEOUT_S), timeout=START_TIMEOUT_S * 3)
+    stack = RunningStack(home, env)
+    if proc.returncode != 0:
+        logs = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
+                         for p in sorted((home / "logs" / "components").glob("*.log")))
+        stop_and_remove(stack)
+        pytest.fail(f"manage start failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}\n{logs}")
+    return stack
+
+
+def stop_and_remove(stack: RunningStack) -> None:
+    cli(stack.env, "manage", "stop", "--force", timeout=120)
+    for p in processes_of(stack.home):
+        p.kill()
+    shutil.rmtree(stack.home, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def running_stack():
+    stack = start_stack("af-it-")
+    yield stack
+    stop_and_remove(stack)
