@@ -178,15 +178,24 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--verbose", "-v", action="store_true", help="more detail; tracebacks on errors")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors exit 1: in the resource contract exit 2 means "already so"."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        printer.error(message, f"see: {self.prog} --help")
+        raise SystemExit(EXIT_ERROR)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="resource-apache-airflow",
         description="Run a real Apache Airflow 3 stack (PostgreSQL, Redis, Celery, supervised) with one command.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Available commands: help, info, manage, status, logs, credentials, test",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="Available commands")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="Available commands", parser_class=_Parser)
 
     def command(name: str, func: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)

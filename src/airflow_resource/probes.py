@@ -23,9 +23,10 @@ HEALTHY = "healthy"
 class ProbeContext:
     """Per-call cache of shared answers (health JSON, Celery ping)."""
 
-    def __init__(self, api_url: str, broker_url: str):
+    def __init__(self, api_url: str, broker_url: str, workers: int = 0):
         self.api_url = api_url
         self.broker_url = broker_url
+        self.workers = workers  # answers to wait for: the ping returns as soon as all have answered
         self._lock = threading.Lock()
         self._cache: dict[str, Any] = {}
 
@@ -42,7 +43,7 @@ class ProbeContext:
         return self.once("health", lambda: http_json(f"{self.api_url}/api/v2/monitor/health"))
 
     def celery_pings(self) -> tuple[bool, Any]:
-        return self.once("celery", lambda: celery_ping(self.broker_url))
+        return self.once("celery", lambda: celery_ping(self.broker_url, self.workers))
 
 
 def _describe(exc: BaseException) -> str:
@@ -77,7 +78,7 @@ def http_json(url: str) -> Any:
     return json.loads(body)
 
 
-def celery_ping(broker_url: str) -> dict[str, Any]:
+def celery_ping(broker_url: str, expected: int = 0) -> dict[str, Any]:
     """Broadcast Celery's ping over the broker; answers keyed by worker hostname."""
     from celery import Celery  # lazy: only status/start need it
 
@@ -85,7 +86,7 @@ def celery_ping(broker_url: str) -> dict[str, Any]:
     app.conf.broker_connection_retry_on_startup = False
     app.conf.broker_connection_max_retries = 0
     try:
-        replies = app.control.ping(timeout=CELERY_PING_TIMEOUT_S) or []
+        replies = app.control.ping(timeout=CELERY_PING_TIMEOUT_S, limit=expected or None) or []
     finally:
         app.close()
     return {name: answer for reply in replies for name, answer in reply.items()}

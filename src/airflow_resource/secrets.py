@@ -118,5 +118,10 @@ def ensure(path: Path, environ: Mapping[str, str] | None = None) -> tuple[Secret
     return s, True
 
 
+def placeholder() -> Secrets:
+    """Empty secrets, for deriving what needs none (the component table's ports)."""
+    return Secrets(**{f.name: "" for f in fields(Secrets)})
+
+
 def mask(value: str) -> str:
     return "********" if value else ""

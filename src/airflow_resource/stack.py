@@ -69,7 +69,7 @@ class Stack:
         return airflow_config.airflow_env(self.s, self.sec)
 
     def probe_context(self) -> ProbeContext:
-        return ProbeContext(self.s.api_url, airflow_config.redis_url(self.s, self.sec))
+        return ProbeContext(self.s.api_url, airflow_config.redis_url(self.s, self.sec), self.s.workers)
 
     def rpc(self, timeout: float = supervisor.RPC_TIMEOUT_S) -> Any:
         return supervisor.client(self.s.supervisord_socket, timeout).supervisor
@@ -92,8 +92,8 @@ def is_running(s: Settings) -> bool:
     return supervisor.is_up(s.supervisord_socket)
 
 
-def check_ports(st: Stack) -> None:
-    for c in st.comps:
+def check_ports(comps: list[Component]) -> None:
+    for c in comps:
         if c.port and system.port_in_use(c.port):
             setting = {"api-server": "API_PORT", "postgres": "POSTGRES_PORT", "redis": "REDIS_PORT",
                        "flower": "FLOWER_PORT", "scheduler": "SCHEDULER_HEALTH_PORT"}.get(c.name, "LOG_SERVER_PORT")
@@ -231,9 +231,11 @@ def migrate_and_admin(st: Stack) -> None:
 def start(s: Settings, timeout: float, wait: bool = True) -> Stack:
     if is_running(s):
         raise AlreadySo(f"already running from {s.home}", "`status` shows its health; `manage restart` restarts it")
+    installer.check_home_owner(s)
+    # Ports first, before any install work: the table needs no real secrets to know its ports.
+    check_ports(components.build(s, secrets_mod.placeholder()))
     if not installer.is_installed(s):
         installer.install(s)
-    installer.check_home_owner(s)
     begun = time.monotonic()
     st = Stack.load(s)
     if s.embedded_postgres and datastores.is_initialised(s):
@@ -243,7 +245,6 @@ def start(s: Settings, timeout: float, wait: bool = True) -> Stack:
         raise CommandError(f"{len(leftovers)} process(es) of an earlier run of this home are still alive "
                            f"(pids {', '.join(str(p.pid) for p in leftovers[:8])})",
                            "run `resource-apache-airflow manage stop --force` first")
-    check_ports(st)
     write_configs(st)
     printer.step(f"starting supervisord ({s.supervisord_conf})")
     launch_supervisord(st)
