@@ -146,8 +146,9 @@ def stop_and_remove(stack: RunningStack) -> None:
     shutil.rmtree(stack.home, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def running_stack():
+    """One real stack shared by the integration modules; test_stack.py's last test stops it."""
     stack = start_stack("af-it-")
     yield stack
     stop_and_remove(stack)

@@ -159,6 +159,17 @@ def test_second_start_says_already_running(running_stack):
     assert "already running" in proc.stderr
 
 
+def test_restart_keeps_dag_runs_and_comes_back_healthy(running_stack):
+    before = running_stack.rest("GET", "/dags/example_etl/dagRuns").json()["total_entries"]
+    assert before >= 1
+    proc = running_stack.cli("manage", "restart", "--timeout", "240", timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert running_stack.status()["healthy"]
+    runs = running_stack.rest("GET", "/dags/example_etl/dagRuns").json()
+    assert runs["total_entries"] == before
+    assert {r["state"] for r in runs["dag_runs"]} == {"success"}
+
+
 @pytest.mark.parametrize("component", ["scheduler", "worker-1"])
 def test_sigkilled_component_is_restarted_healthy(running_stack, component):
     before = {c["name"]: c for c in running_stack.status()["components"]}[component]
@@ -186,3 +197,23 @@ def test_stop_leaves_no_process_and_a_second_stop_says_not_running(running_stack
     assert again.returncode == 2 and "not running" in again.stderr
     status = running_stack.cli("status", "--format", "json", timeout=30)
     assert status.returncode == 2
+
+
+def test_uninstall_keep_data_then_reinstall_then_uninstall(running_stack):
+    home = running_stack.home
+    proc = running_stack.cli("manage", "uninstall", "--keep-data", timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    kept = sorted(p.name for p in home.iterdir())
+    assert {"postgres", "redis", "dags", "data", "logs", "secrets.env"} <= set(kept)
+    assert "airflow" not in kept and "supervisord.conf" not in kept
+    secrets_before = (home / "secrets.env").read_text()
+    install = running_stack.cli("manage", "install", timeout=300)
+    assert install.returncode == 0, install.stderr
+    assert (home / "secrets.env").read_text() == secrets_before  # the kept data stays readable
+    again = running_stack.cli("manage", "install", timeout=300)
+    assert again.returncode == 2 and "already installed" in again.stderr
+    gone = running_stack.cli("manage", "uninstall", timeout=120)
+    assert gone.returncode == 0, gone.stderr
+    assert not home.exists()
+    twice = running_stack.cli("manage", "uninstall", timeout=120)
+    assert twice.returncode == 2
