@@ -1,12 +1,16 @@
 """Component launcher: clear what an earlier instance of this component left behind, then exec it.
 
 When a component's main process is SIGKILLed, its children (the scheduler's
-health server, a worker's log server, uvicorn workers, PostgreSQL backends)
-outlive it and hold its ports, so the copy supervisord restarts cannot bind
-them. Every process of a component carries APACHE_AIRFLOW_COMPONENT in its
-environment; before exec, anything still carrying this component's tag is a
-leftover and is killed. Standalone on purpose (copied to <home>/run/launch.py
-and run by the venv's Python as the service user): imports only the stdlib.
+health server, a worker's log server and pool, uvicorn workers, PostgreSQL
+backends) outlive it and hold its ports, so the copy supervisord restarts
+cannot bind them. Two ways find them:
+- the process group: supervisord makes each program a group leader, children
+  stay in that group, and the launcher records its group in run/pids/<name>;
+- the tag APACHE_AIRFLOW_COMPONENT=<name> in the environment, for children that
+  left the group (processes that set their title blank /proc/<pid>/environ,
+  so the tag alone is not enough).
+Standalone on purpose (copied to <home>/run/launch.py and run by the venv's
+Python as the service user): imports only the stdlib.
 
 The component's environment (secrets included) comes from the JSON file named
 by APACHE_AIRFLOW_ENV_FILE, so no secret sits in supervisord.conf or on a command line.
@@ -21,25 +25,67 @@ import sys
 import time
 
 TAG_ENV = "APACHE_AIRFLOW_COMPONENT"
-ENV_FILE_ENV = "APACHE_AIRFLOW_ENV_FILE"  # JSON object: the component's environment (0600, holds secrets)
 HOME_ENV = "APACHE_AIRFLOW_RESOURCE_HOME"
+ENV_FILE_ENV = "APACHE_AIRFLOW_ENV_FILE"  # JSON object: the component's environment (0600, holds secrets)
+PIDS_DIR = "pids"                          # beside this file: <home>/run/pids/<component>
 GONE_WAIT_S = 5.0
 
 
-def leftovers(tag: bytes, home: bytes) -> list[int]:
+def _stat(pid: int) -> tuple[int, int] | None:
+    """(process group, start time in clock ticks since boot) of a live process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return int(fields[2]), int(fields[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _pids() -> list[int]:
+    return [int(e) for e in os.listdir("/proc") if e.isdigit()]
+
+
+def group_members(pgid: int, leader_start: int) -> list[int]:
+    """Live processes of a recorded group. The group is ours if its leader is dead (Linux does not
+    reuse a pid while a group still carries it) or is the very process recorded (same start time)."""
+    leader = _stat(pgid)
+    if leader is not None and leader[1] != leader_start:
+        return []  # the number now belongs to another process: not our group
+    me = os.getpid()
+    return [pid for pid in _pids() if pid != me and (_stat(pid) or (None,))[0] == pgid]
+
+
+def read_record(path: str) -> tuple[int, int] | None:
+    try:
+        with open(path) as f:
+            pgid, start = f.read().split()
+        return int(pgid), int(start)
+    except (OSError, ValueError):
+        return None
+
+
+def tagged(tag: bytes, home: bytes) -> list[int]:
     me = os.getpid()
     found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == me:
+    for pid in _pids():
+        if pid == me:
             continue
         try:
-            with open(f"/proc/{entry}/environ", "rb") as f:
+            with open(f"/proc/{pid}/environ", "rb") as f:
                 env = f.read().split(b"\0")
         except OSError:  # gone, or not ours to read
             continue
         if tag in env and home in env:
-            found.append(int(entry))
+            found.append(pid)
     return found
+
+
+def leftovers(name: str, home: str, record: str) -> list[int]:
+    found = set(tagged(f"{TAG_ENV}={name}".encode(), f"{HOME_ENV}={home}".encode()))
+    rec = read_record(record)
+    if rec:
+        found.update(group_members(*rec))
+    return sorted(found)
 
 
 def main(argv: list[str]) -> int:
@@ -50,11 +96,12 @@ def main(argv: list[str]) -> int:
     env_file = os.environ.pop(ENV_FILE_ENV, None)
     if env_file:
         with open(env_file) as f:
-            os.environ.update(json.load(f))  # wins over what supervisord inherited from the caller's shell
+            os.environ.update(json.load(f))  # wins over what supervisord passed on
     name, home = os.environ.get(TAG_ENV), os.environ.get(HOME_ENV)
     if name and home:
-        tag, home_b = f"{TAG_ENV}={name}".encode(), f"{HOME_ENV}={home}".encode()
-        stale = leftovers(tag, home_b)
+        pids_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), PIDS_DIR)
+        record = os.path.join(pids_dir, name)
+        stale = leftovers(name, home, record)
         if stale:
             print(f"launch: killing {len(stale)} leftover process(es) of {name}: {stale}", file=sys.stderr, flush=True)
             for pid in stale:
@@ -63,8 +110,14 @@ def main(argv: list[str]) -> int:
                 except OSError:
                     pass
             deadline = time.monotonic() + GONE_WAIT_S
-            while leftovers(tag, home_b) and time.monotonic() < deadline:
+            while leftovers(name, home, record) and time.monotonic() < deadline:
                 time.sleep(0.05)
+        me = _stat(os.getpid())
+        if me and me[0] == os.getpid():  # we lead our group (supervisord's setpgrp): record it
+            os.makedirs(pids_dir, exist_ok=True)
+            with open(record + ".tmp", "w") as f:
+                f.write(f"{me[0]} {me[1]}\n")
+            os.replace(record + ".tmp", record)
     os.execvp(command[0], command)
     return 127
 

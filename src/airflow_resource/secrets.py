@@ -1,7 +1,8 @@
 """Generated secrets: kept in <home>/secrets.env (mode 0600) or taken from the environment.
 
-Never put one on a command line: children get them through their environment
-(supervisord.conf, itself 0600) or through files only their user can read.
+Never put one on a command line: components get them through their environment,
+loaded by the launcher from run/env/<component>.json (0600, the service user's);
+one-off commands through the environment of the subprocess.
 """
 
 from __future__ import annotations

@@ -49,6 +49,8 @@ def _default_concurrency(_: Mapping[str, Any]) -> int:
 
 
 PORT = dict(minimum=1, maximum=65535)
+# supervisord's ini reads '%' as interpolation and ';'/'#' as comments; quotes break its env parser.
+UNSAFE_PATH_CHARS = set("%;#'\"\\")
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("home", str, _default_home, "Resource home: venv, Airflow home, data, logs, secrets."),
@@ -245,6 +247,11 @@ def resolve(
             sources[s.name] = "default"
     for name in ("home", "venv", "dags_dir"):
         values[name] = Path(values[name]).expanduser().absolute()
+        bad = sorted({ch for ch in str(values[name]) if ch in UNSAFE_PATH_CHARS or not ch.isprintable()})
+        if bad:
+            raise CommandError(
+                f"{name} {str(values[name])!r} contains {' '.join(repr(c) for c in bad)}, which supervisord's "
+                "config cannot carry", f"choose a path without them ({BY_NAME[name].env})")
     last_log_port = values["log_server_port"] + values["workers"]
     if last_log_port > 65535:
         raise CommandError(

@@ -125,7 +125,8 @@ def write_configs(st: Stack) -> None:
 def launch_supervisord(st: Stack) -> None:
     s = st.s
     s.supervisord_socket.unlink(missing_ok=True)
-    env = {**os.environ, MARKER_ENV: str(s.home)}
+    # A clean environment: components see what their env file says, not the caller's shell.
+    env = {"PATH": airflow_config.child_path(s), "LANG": "C.UTF-8", MARKER_ENV: str(s.home)}
     proc = subprocess.run([str(Path(s.venv) / "bin" / "supervisord"), "-c", str(s.supervisord_conf)],
                           env=env, capture_output=True, text=True, cwd=s.home)
     if proc.returncode != 0:
@@ -271,18 +272,28 @@ def start(s: Settings, timeout: float, wait: bool = True) -> Stack:
 # ---------------------------------------------------------------- stop
 
 def stack_processes(s: Settings) -> list[psutil.Process]:
-    """Every live process that carries this home's marker (supervisord, components, task processes)."""
-    mine = []
+    """Every live process of this stack: those carrying the home's marker in their environment
+    (supervisord, components, task processes) and the members of every component's recorded
+    process group (which finds the processes that set their title and so blanked their environ)."""
     me = os.getpid()
+    pids: set[int] = set()
+    for record in (s.run_dir / launch.PIDS_DIR).glob("*"):
+        rec = launch.read_record(str(record))
+        if rec:
+            pids.update(launch.group_members(*rec))
     for p in psutil.process_iter(["pid"]):
-        if p.pid == me:
-            continue
         try:
             if p.environ().get(MARKER_ENV) == str(s.home):
-                mine.append(p)
+                pids.add(p.pid)
         except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess, OSError):
             continue
-    return mine
+    procs = []
+    for pid in sorted(pids - {me}):
+        try:
+            procs.append(psutil.Process(pid))
+        except psutil.NoSuchProcess:
+            pass
+    return procs
 
 
 def kill_all(procs: list[psutil.Process], sig: int) -> None:

@@ -25,7 +25,7 @@ def quote_env_value(value: str) -> str:
     """A value for supervisord's environment=: non-POSIX shlex (no escapes inside quotes), %-interpolated,
     quote characters stripped from both ends, ' ;' and ' #' taken as comments. Only plain values (paths,
     names) go here; anything else travels in the component's env file."""
-    if any(ch in value for ch in "\"'\n") or " ;" in value or " #" in value:
+    if any(ch in value for ch in "\"';#") or not value.isprintable():
         raise ValueError(f"not a plain value for supervisord's environment=: {value!r}")
     return '"' + value.replace("%", "%%") + '"'
 

@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -220,19 +221,54 @@ def test_nothing_is_killed_without_a_home(tmp_path, procs):
     assert p.poll() is None
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="launch.leftovers reads /proc/<pid>/environ, but setproctitle (used by Airflow and Celery; "
-                          "PostgreSQL and Redis do the same) overwrites the initial environ area: a leftover that set "
-                          "its process title no longer shows the tag and survives")
-def test_leftover_that_set_its_process_title_is_killed(tmp_path, procs):
-    code = ("import setproctitle, sys, time; setproctitle.setproctitle('airflow scheduler'); "
-            "print('ready', flush=True); time.sleep(60)")
+def test_orphan_that_set_its_title_is_killed_through_the_recorded_group(tmp_path):
+    """A SIGKILLed component leaves a child that retitled itself (blank environ): the launcher finds it
+    through the process group it recorded on the previous launch."""
     check = subprocess.run([sys.executable, "-c", "import setproctitle"], capture_output=True, timeout=TIMEOUT_S)
-    if check.returncode != 0:
-        pytest.skip("setproctitle is not installed")
+    assert check.returncode == 0, "setproctitle ships with Airflow's stack"
+    run = tmp_path / "run"
+    run.mkdir()
+    launcher = run / "launch.py"
+    launcher.write_text(LAUNCH.read_text())
     home = tmp_path / "home"
-    p = procs([sys.executable, "-c", code], leftover_env("x", home), stdout=subprocess.PIPE, text=True)
-    assert p.stdout.readline().strip() == "ready"
-    env_file = write_env_file(tmp_path / "x.json", {TAG_ENV: "x", HOME_ENV: str(home)})
-    launch_and_print_env(env_file)
-    assert gone(p, within_s=1.0), "leftover with the same tag and home still runs"
+    child_code = ("import setproctitle, time; setproctitle.setproctitle('airflow scheduler'); "
+                  "print('ready', flush=True); time.sleep(60)")
+    # The previous instance: a group leader (as supervisord makes it) recorded by the launcher, with a child.
+    leader_code = ("import subprocess, sys, time; p = subprocess.Popen([sys.executable, '-c', sys.argv[1]]); "
+                   "time.sleep(60)")
+    env = clean_env(**{TAG_ENV: "x", HOME_ENV: str(home)})
+    leader = subprocess.Popen([sys.executable, str(launcher), "--", sys.executable, "-c", leader_code, child_code],
+                              env=env, stdout=subprocess.PIPE, text=True, process_group=0, stdin=subprocess.DEVNULL)
+    try:
+        assert leader.stdout.readline().strip() == "ready"
+        assert (run / "pids" / "x").read_text().split()[0] == str(leader.pid)
+        leader.kill()
+        leader.wait(timeout=TIMEOUT_S)
+        members = launch.group_members(*launch.read_record(str(run / "pids" / "x")))
+        assert len(members) == 1, "the retitled child outlived its leader"
+        orphan = members[0]
+        with open(f"/proc/{orphan}/environ", "rb") as f:
+            assert b"APACHE_AIRFLOW_COMPONENT" not in f.read()  # the tag alone could not find it
+        proc = subprocess.run([sys.executable, str(launcher), "--", "true"], env=env, capture_output=True,
+                              text=True, timeout=TIMEOUT_S)
+        assert proc.returncode == 0, proc.stderr
+        assert f"killing 1 leftover process(es) of x: [{orphan}]" in proc.stderr
+        deadline = time.monotonic() + 5
+        while os.path.exists(f"/proc/{orphan}") and _state(orphan) != "Z" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not os.path.exists(f"/proc/{orphan}") or _state(orphan) == "Z"
+    finally:
+        record = launch.read_record(str(run / "pids" / "x"))
+        for pid in launch.group_members(*record) if record else []:
+            os.kill(pid, signal.SIGKILL)
+        if leader.poll() is None:
+            leader.kill()
+        leader.stdout.close()
+
+
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
