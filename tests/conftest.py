@@ -126,9 +126,9 @@ class RunningStack:
         raise AssertionError(f"timed out after {timeout} s waiting for {what}; last: {last!r}")
 
 
-def start_stack(prefix: str, workers: int = 1) -> RunningStack:
+def start_stack(prefix: str, workers: int = 1, extra_env: dict[str, str] | None = None) -> RunningStack:
     home = make_home(prefix)
-    env = stack_env(home, workers)
+    env = {**stack_env(home, workers), **(extra_env or {})}
     proc = cli(env, "manage", "start", "--timeout", str(START_TIMEOUT_S), timeout=START_TIMEOUT_S * 3)
     stack = RunningStack(home, env)
     if proc.returncode != 0:

@@ -18,8 +18,9 @@ DATA_DB = "resource_data"     # database for pipelines' own tables (connection r
 DATA_CONN_ID = "resource_postgres"
 FAB_AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
 
-# DAG files dropped into the folder should appear in seconds (Airflow's default is 300 s).
-DAG_REFRESH_INTERVAL_S = 5
+# DAG files dropped into the folder should appear in seconds (Airflow's default is 300 s): the folder
+# is listed every refresh interval, and a file whose mtime changed is re-parsed at the next listing.
+DAG_REFRESH_INTERVAL_S = 2
 MIN_FILE_PROCESS_INTERVAL_S = 10
 API_WORKERS = 2
 
@@ -73,6 +74,7 @@ def airflow_env(s: Settings, sec: Secrets) -> dict[str, str]:
         "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": "127.0.0.1",
         "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(s.scheduler_health_port),
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": str(DAG_REFRESH_INTERVAL_S),
+        "AIRFLOW__DAG_PROCESSOR__BUNDLE_REFRESH_CHECK_INTERVAL": str(DAG_REFRESH_INTERVAL_S),
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": str(MIN_FILE_PROCESS_INTERVAL_S),
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(s.logs_dir / "tasks"),
         "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(s.log_server_port),

@@ -17,6 +17,7 @@ from airflow_resource.errors import EXIT_ALREADY, EXIT_ERROR, CommandError
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_START_TIMEOUT_S = 60
 DEFAULT_STOP_TIMEOUT_S = 30
+DEFAULT_RUN_TIMEOUT_S = 600
 TEST_PHASES = ("smoke", "integration", "unit", "all")
 
 EXAMPLES = """\
@@ -26,6 +27,10 @@ Usage examples:
   ./cli.sh status --format json              the same for programs (top-level running/healthy)
   ./cli.sh credentials --show-secrets        UI/REST admin, PostgreSQL, Redis and Flower logins
   ./cli.sh logs scheduler --tail 100         one component's log (--follow to stream)
+  ./cli.sh content add --file my_dag.py      validate, place atomically, wait until registered
+  ./cli.sh content list                      DAGs, last runs, import errors
+  ./cli.sh content execute example_etl --wait   trigger, follow each task, exit 0 on success
+  ./cli.sh dags test example_etl             run a DAG in-process, no stack needed
   ./cli.sh manage stop                       stop everything; no process is left
   ./cli.sh test all                          unit, smoke and integration tests
   APACHE_AIRFLOW_HOME=/tmp/af APACHE_AIRFLOW_API_PORT=58080 ./cli.sh manage start
@@ -163,6 +168,59 @@ def cmd_credentials(args: argparse.Namespace) -> int:
     return credentials.show(_settings(args, running=True), fmt, show)
 
 
+def _name(args: argparse.Namespace) -> str:
+    name = args.name or args.dag
+    if not name:
+        raise CommandError("a DAG name is needed", f"e.g. ./cli.sh {args.command} {getattr(args, 'action', '')} example_etl")
+    return name
+
+
+def cmd_content(args: argparse.Namespace) -> int:
+    from airflow_resource import content
+
+    s = _settings(args, running=True)
+    action = args.action
+    if action == "add":
+        path = args.file or args.dag
+        if not path:
+            raise CommandError("content add needs --file PATH", "e.g. ./cli.sh content add --file my_dag.py")
+        content.add(s, Path(path), args.name, args.force, wait=not args.no_wait,
+                    timeout=args.timeout or content.REGISTER_TIMEOUT_S)
+        return 0
+    if action == "list":
+        fmt = "json" if args.json else args.format
+        return content.show_list(s, fmt, args.filter)
+    if action == "get":
+        return content.get(s, _name(args), Path(args.output) if args.output else None)
+    if action == "remove":
+        return content.remove(s, _name(args), args.force, args.purge)
+    if action == "execute":
+        conf = content.parse_conf(args.conf or args.options, args.param)
+        return content.execute(s, _name(args), conf, args.wait, args.timeout or DEFAULT_RUN_TIMEOUT_S)
+    raise CommandError(f"unknown content action {action}")
+
+
+def cmd_dags(args: argparse.Namespace) -> int:
+    from airflow_resource import content
+
+    s = _settings(args, running=True)
+    action, name = args.action, _name(args)
+    if action in ("pause", "unpause"):
+        return content.set_paused(s, name, action == "pause")
+    if action == "clear":
+        return content.clear(s, name, args.run, args.all_tasks, args.wait, args.timeout or DEFAULT_RUN_TIMEOUT_S)
+    if action == "backfill":
+        if not (args.start and args.end):
+            raise CommandError("backfill needs --from and --to", "e.g. --from 2026-01-01 --to 2026-01-07")
+        return content.backfill(s, name, args.start, args.end, args.reprocess, args.wait,
+                                args.timeout or DEFAULT_RUN_TIMEOUT_S)
+    if action == "test":
+        from airflow_resource import devtest
+
+        return devtest.cli_run(s, name, content.parse_conf(args.conf, args.param), args.file)
+    raise CommandError(f"unknown dags action {action}")
+
+
 def cmd_test(args: argparse.Namespace) -> int:
     script = REPO_ROOT / "test" / "run-tests.sh"
     env = dict(os.environ, PYTHON=sys.executable)
@@ -192,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="resource-apache-airflow",
         description="Run a real Apache Airflow 3 stack (PostgreSQL, Redis, Celery, supervised) with one command.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Available commands: help, info, manage, status, logs, credentials, test",
+        epilog="Available commands: help, info, manage, status, logs, credentials, content, dags, test",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="Available commands", parser_class=_Parser)
@@ -233,6 +291,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="same as --format json")
     p.add_argument("--show-secrets", action="store_true", help="print passwords instead of ********")
     p.add_argument("--show-sensitive", action="store_true", help=argparse.SUPPRESS)
+
+    p = command("content", cmd_content, "DAG files and runs: add, list, get, remove, execute")
+    p.add_argument("action", choices=("add", "list", "get", "remove", "execute"))
+    p.add_argument("dag", nargs="?", help="DAG name (get/remove/execute) or file (add)")
+    p.add_argument("--name", help="DAG name (get/remove/execute); for add: the file name in the dags folder")
+    p.add_argument("--file", help="add: a .py file, a folder of DAG files or a .zip bundle")
+    p.add_argument("--type", help="accepted for the contract (dag)")
+    p.add_argument("--force", action="store_true", help="add: replace an existing file; remove: a file with several DAGs")
+    p.add_argument("--no-wait", action="store_true", help="add: do not wait for the DAG processor")
+    p.add_argument("--timeout", type=int, help="seconds to wait (add 60, execute 600)")
+    p.add_argument("--format", choices=("text", "json", "yaml"), default="text")
+    p.add_argument("--json", action="store_true", help="same as --format json")
+    p.add_argument("--filter", help="list: only DAGs whose id contains TEXT")
+    p.add_argument("--output", help="get: write the source to FILE")
+    p.add_argument("--purge", action="store_true", help="remove: also delete the DAG's run history")
+    p.add_argument("--conf", help="execute: run conf as a JSON object")
+    p.add_argument("--options", help=argparse.SUPPRESS)
+    p.add_argument("--param", action="append", metavar="KEY=VALUE", help="execute: one param (JSON value or text)")
+    p.add_argument("--wait", action="store_true", help="execute: follow the run and exit 0 only on success")
+
+    p = command("dags", cmd_dags, "operate DAGs: pause, unpause, clear (re-run failed tasks), backfill, test locally")
+    p.add_argument("action", choices=("pause", "unpause", "clear", "backfill", "test"))
+    p.add_argument("dag", nargs="?", help="DAG name")
+    p.add_argument("--name", help="DAG name")
+    p.add_argument("--run", help="clear: the run id (default: the latest run)")
+    p.add_argument("--all-tasks", action="store_true", help="clear: every task, not only the failed ones")
+    p.add_argument("--from", dest="start", help="backfill: first date (YYYY-MM-DD)")
+    p.add_argument("--to", dest="end", help="backfill: last date (YYYY-MM-DD)")
+    p.add_argument("--reprocess", choices=("none", "failed", "completed"), default="none",
+                   help="backfill: which existing runs to run again")
+    p.add_argument("--conf", help="test: run conf as a JSON object")
+    p.add_argument("--param", action="append", metavar="KEY=VALUE", help="test: one param")
+    p.add_argument("--file", help="test: a DAG file to test instead of the dags folder")
+    p.add_argument("--wait", action="store_true", help="clear/backfill: follow until done")
+    p.add_argument("--timeout", type=int, help="seconds to wait (600)")
 
     p = command("test", cmd_test, "run the test suite: smoke, integration, unit or all")
     p.add_argument("phase", choices=TEST_PHASES)

@@ -10,8 +10,13 @@ from typing import Any, Iterator
 from rich.console import Console
 from rich.table import Table
 
+# Off a terminal (pipes, CI logs) rich would assume 80 columns and wrap tables; allow wide lines there.
+PIPE_WIDTH = 200
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+for _c in (out, err):
+    if not _c.is_terminal:
+        _c.width = PIPE_WIDTH
 
 
 def info(message: str) -> None:

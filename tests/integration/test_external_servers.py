@@ -17,7 +17,7 @@ EXT_DB = "external_stack"
 
 
 @pytest.fixture(scope="module")
-def external_stack(running_stack, monkeypatch_module):
+def external_stack(running_stack):
     """Stack B on stack A's PostgreSQL (its own database) and Redis (database 1)."""
     secrets = dict(line.split("=", 1) for line in (running_stack.home / "secrets.env").read_text().splitlines()
                    if "=" in line and not line.startswith("#"))
@@ -29,23 +29,16 @@ def external_stack(running_stack, monkeypatch_module):
         cur.execute(f"DROP DATABASE IF EXISTS {EXT_DB}")
         cur.execute(f"CREATE DATABASE {EXT_DB}")
     redis_pw = secrets["APACHE_AIRFLOW_REDIS_PASSWORD"]
-    monkeypatch_module.setenv("APACHE_AIRFLOW_POSTGRES_URL",
-                              f"postgresql://postgres:{quote(su_pw, safe='')}@127.0.0.1:{pg_port}/{EXT_DB}")
-    monkeypatch_module.setenv("APACHE_AIRFLOW_REDIS_URL",
-                              f"redis://:{quote(redis_pw, safe='')}@127.0.0.1:{running_stack.env['APACHE_AIRFLOW_REDIS_PORT']}/1")
-    stack = start_stack("af-ext-")
+    redis_port = running_stack.env["APACHE_AIRFLOW_REDIS_PORT"]
+    stack = start_stack("af-ext-", extra_env={
+        "APACHE_AIRFLOW_POSTGRES_URL": f"postgresql://postgres:{quote(su_pw, safe='')}@127.0.0.1:{pg_port}/{EXT_DB}",
+        "APACHE_AIRFLOW_REDIS_URL": f"redis://:{quote(redis_pw, safe='')}@127.0.0.1:{redis_port}/1",
+    })
     yield stack
     stop_and_remove(stack)
     with conn.cursor() as cur:
         cur.execute(f"DROP DATABASE IF EXISTS {EXT_DB} WITH (FORCE)")
     conn.close()
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    mp = pytest.MonkeyPatch()
-    yield mp
-    mp.undo()
 
 
 def test_external_stack_runs_no_database_or_broker_of_its_own(external_stack):

@@ -1,0 +1,95 @@
+"""A small client of the running stack's REST API (/api/v2) with a real JWT from /auth/token."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+
+from airflow_resource import secrets as secrets_mod
+from airflow_resource.errors import CommandError
+from airflow_resource.settings import Settings
+
+TIMEOUT_S = 30
+
+
+class AirflowAPI:
+    def __init__(self, base_url: str, username: str, password: str, timeout: float = TIMEOUT_S):
+        self.base = base_url.rstrip("/")
+        self.timeout = timeout
+        self.session = requests.Session()
+        self.session.trust_env = False  # loopback: never through the caller's proxy
+        self._auth = (username, password)
+        self._token: str | None = None
+
+    @classmethod
+    def for_stack(cls, s: Settings) -> "AirflowAPI":
+        sec = secrets_mod.load(s.secrets_file)
+        if sec is None:
+            raise CommandError(f"not installed in {s.home}", "run ./cli.sh manage start")
+        return cls(s.api_url, s.admin_user, sec.admin_password)
+
+    def token(self) -> str:
+        if self._token is None:
+            try:
+                r = self.session.post(f"{self.base}/auth/token", timeout=self.timeout,
+                                      json={"username": self._auth[0], "password": self._auth[1]})
+            except requests.ConnectionError:
+                raise CommandError(f"the API at {self.base} does not answer", "is the stack running? ./cli.sh status") from None
+            if r.status_code not in (200, 201):
+                raise CommandError(f"login to the API failed (HTTP {r.status_code}): {_detail(r)}",
+                                   "check the admin password: ./cli.sh credentials --show-secrets")
+            self._token = r.json()["access_token"]
+        return self._token
+
+    def request(self, method: str, path: str, ok: tuple[int, ...] = (200, 201, 204), **kw: Any) -> requests.Response:
+        headers = {"Authorization": f"Bearer {self.token()}", **kw.pop("headers", {})}
+        try:
+            r = self.session.request(method, f"{self.base}/api/v2{path}", headers=headers, timeout=self.timeout, **kw)
+        except requests.ConnectionError:
+            raise CommandError(f"the API at {self.base} does not answer", "is the stack running? ./cli.sh status") from None
+        if r.status_code not in ok:
+            raise APIError(r.status_code, f"{method} {path}: HTTP {r.status_code}: {_detail(r)}")
+        return r
+
+    def get(self, path: str, **kw: Any) -> Any:
+        return self.request("GET", path, **kw).json()
+
+    def post(self, path: str, body: Any = None, **kw: Any) -> Any:
+        r = self.request("POST", path, json=body, **kw)
+        return r.json() if r.content else None
+
+    def patch(self, path: str, body: Any, **kw: Any) -> Any:
+        return self.request("PATCH", path, json=body, **kw).json()
+
+    def delete(self, path: str, **kw: Any) -> None:
+        self.request("DELETE", path, **kw)
+
+    def paged(self, path: str, key: str, params: dict[str, Any] | None = None, page: int = 100) -> list[dict]:
+        """Every item of a paginated list endpoint."""
+        items: list[dict] = []
+        params = dict(params or {})
+        while True:
+            data = self.get(path, params={**params, "limit": page, "offset": len(items)})
+            batch = data.get(key, [])
+            items += batch
+            if not batch or len(items) >= data.get("total_entries", 0):
+                return items
+
+
+class APIError(CommandError):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def _detail(r: requests.Response) -> str:
+    try:
+        data = r.json()
+    except ValueError:
+        return r.text[:300]
+    detail = data.get("detail", data) if isinstance(data, dict) else data
+    if isinstance(detail, list):  # FastAPI validation errors
+        return "; ".join(f"{'.'.join(str(x) for x in d.get('loc', []))}: {d.get('msg')}" for d in detail
+                         if isinstance(d, dict)) or str(detail)
+    return str(detail)[:500]
