@@ -88,10 +88,12 @@ def add(s: Settings, file: Path, name: str | None, force: bool, wait: bool, time
     existing = {d: f for d, f in existing.items() if not _same_place(f, dest)}
     printer.step(f"validating {source} in an isolated subprocess")
     started = time.monotonic()
-    reports = dagcheck.validate([source], s.venv / "bin" / "python", _check_env(st), existing=existing)
+    reports = dagcheck.validate([source], s.venv / "bin" / "python", _check_env(st), existing=existing,
+                                dags_folder=s.dags_dir, dest_names=[dest.name], user=st.who)
     problems = [p for r in reports for p in r.problems]
-    if problems:
+    if problems or any(r.warnings for r in reports):
         printer.err.print(dagcheck.format_problems(reports), markup=False, highlight=False)
+    if problems:
         raise CommandError(f"{source.name} was not added: {len(problems)} problem(s)",
                            f"fix them and run the command again; {s.dags_dir} is unchanged")
     dag_ids = sorted({d for r in reports for d in r.dag_ids})
@@ -412,6 +414,10 @@ def task_log(api: AirflowAPI, dag_id: str, run_id: str, task_id: str, try_number
             ts = item.get("timestamp", "")
             level = item.get("level", "")
             lines.append(f"{ts} {level} {event}".strip())
+            for exc in item.get("error_detail") or []:  # structured exceptions: show them as Python would
+                for frame in exc.get("frames") or []:
+                    lines.append(f'    File "{frame.get("filename")}", line {frame.get("lineno")}, in {frame.get("name")}')
+                lines.append(f"  {exc.get('exc_type')}: {exc.get('exc_value')}")
         elif item:
             lines.append(str(item))
     return "\n".join(lines)
@@ -465,6 +471,10 @@ def backfill(s: Settings, name: str, start: str, end: str, reprocess: str, wait:
                            f"trigger it instead: ./cli.sh content execute {name}", exit_code=2)
     body = {"dag_id": name, "from_date": _iso(start), "to_date": _iso(end), "reprocess_behavior": reprocess,
             "run_backwards": False, "dag_run_conf": {}, "max_active_runs": 4}
+    if dag.get("is_paused"):
+        # The scheduler queues no task of a paused DAG, backfill runs included.
+        api.patch(f"/dags/{_q(name)}", {"is_paused": False})
+        printer.step(f"unpaused {name} (its scheduled runs resume too)")
     started = time.monotonic()
     bf = api.post("/backfills", body)
     printer.ok(f"backfill {bf['id']} of {name} from {start} to {end} created")
