@@ -287,6 +287,13 @@ def stack_processes(s: Settings) -> list[psutil.Process]:
                 pids.add(p.pid)
         except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess, OSError):
             continue
+    # Children that started their own session (PostgreSQL's backends and auxiliaries) are
+    # neither in the group nor tagged: take every descendant too.
+    for pid in list(pids):
+        try:
+            pids.update(c.pid for c in psutil.Process(pid).children(recursive=True))
+        except psutil.Error:
+            continue
     procs = []
     for pid in sorted(pids - {me}):
         try:

@@ -186,12 +186,17 @@ def test_sigkilled_component_is_restarted_healthy(running_stack, component):
 
 def test_stop_leaves_no_process_and_a_second_stop_says_not_running(running_stack):
     pids = {c["pid"] for c in running_stack.status()["components"]}
-    assert processes_of(running_stack.home)
+    # Everything the stack runs descends from supervisord: note it all, independently of how stop finds it.
+    supervisord = psutil.Process(int((running_stack.home / "run" / "supervisord.pid").read_text()))
+    tree = [supervisord, *supervisord.children(recursive=True)]
+    assert len(tree) > 20 and processes_of(running_stack.home)
     started = time.monotonic()
     proc = running_stack.cli("manage", "stop", timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert processes_of(running_stack.home) == []
     assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids)
+    alive = [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert alive == [], [(p.pid, p.name()) for p in alive]
     print(f"stop took {time.monotonic() - started:.1f} s")
     again = running_stack.cli("manage", "stop", timeout=60)
     assert again.returncode == 2 and "not running" in again.stderr
