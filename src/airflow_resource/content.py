@@ -6,6 +6,7 @@ files go into the dags folder only after they import cleanly in an isolated subp
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -14,7 +15,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 from urllib.parse import quote
 
 from airflow_resource import printer, stack, system
@@ -88,18 +89,24 @@ def add(s: Settings, file: Path, name: str | None, force: bool, wait: bool, time
     existing = {d: f for d, f in existing.items() if not _same_place(f, dest)}
     printer.step(f"validating {source} in an isolated subprocess")
     started = time.monotonic()
-    reports = dagcheck.validate([source], s.venv / "bin" / "python", _check_env(st), existing=existing,
-                                dags_folder=s.dags_dir, dest_names=[dest.name], user=st.who)
-    problems = [p for r in reports for p in r.problems]
-    if problems or any(r.warnings for r in reports):
-        printer.err.print(dagcheck.format_problems(reports), markup=False, highlight=False)
-    if problems:
-        raise CommandError(f"{source.name} was not added: {len(problems)} problem(s)",
-                           f"fix them and run the command again; {s.dags_dir} is unchanged")
-    dag_ids = sorted({d for r in reports for d in r.dag_ids})
-    printer.ok(f"valid: {', '.join(dag_ids)} ({time.monotonic() - started:.1f} s)")
-    placed_at = datetime.now(timezone.utc)
-    _place(s, st.who, source, dest)
+    # Validate a staged copy the service user can read (the source may be in a private folder);
+    # the very bytes validated are the ones renamed into the dags folder.
+    with _staged(s, st.who, source, dest) as staged:
+        reports = dagcheck.validate([staged], s.venv / "bin" / "python", _check_env(st), existing=existing,
+                                    dags_folder=s.dags_dir, dest_names=[dest.name], user=st.who)
+        for r in reports:
+            for p in r.problems + r.warnings:
+                p.file = p.file.replace(str(staged), str(source))
+        problems = [p for r in reports for p in r.problems]
+        if problems or any(r.warnings for r in reports):
+            printer.err.print(dagcheck.format_problems(reports), markup=False, highlight=False)
+        if problems:
+            raise CommandError(f"{source.name} was not added: {len(problems)} problem(s)",
+                               f"fix them and run the command again; {s.dags_dir} is unchanged")
+        dag_ids = sorted({d for r in reports for d in r.dag_ids})
+        printer.ok(f"valid: {', '.join(dag_ids)} ({time.monotonic() - started:.1f} s)")
+        placed_at = datetime.now(timezone.utc)
+        _commit(staged, dest)
     printer.ok(f"placed {dest}")
     if wait and api:
         _wait_registered(api, dag_ids, placed_at, timeout)
@@ -119,12 +126,15 @@ def _check_env(st: stack.Stack) -> dict[str, str]:
     return {**st.base_env(), **st.airflow_env()}
 
 
-def _place(s: Settings, who: system.RunAs, source: Path, dest: Path) -> None:
-    """Copy next to the dags folder first, then rename into it: the processor never sees half a file."""
+@contextlib.contextmanager
+def _staged(s: Settings, who: system.RunAs, source: Path, dest: Path) -> Iterator[Path]:
+    """A copy of the source beside the dags folder, owned by the service user; removed afterwards."""
     staging_root = s.run_dir / "staging"
-    staging_root.mkdir(parents=True, exist_ok=True)
+    system.make_dir(staging_root, who)
     staging = Path(tempfile.mkdtemp(dir=staging_root))
     try:
+        system.chown(staging, who)
+        staging.chmod(0o755)
         tmp = staging / dest.name
         if source.is_dir():
             shutil.copytree(source, tmp, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
@@ -133,12 +143,16 @@ def _place(s: Settings, who: system.RunAs, source: Path, dest: Path) -> None:
         for path in [tmp, *tmp.rglob("*")] if tmp.is_dir() else [tmp]:
             system.chown(path, who)
             path.chmod(0o755 if path.is_dir() else 0o644)
-        if dest.is_dir() and not dest.is_symlink():
-            old = staging / (dest.name + ".old")
-            os.replace(dest, old)  # move the old folder out, the new one in: two renames, no half state
-        os.replace(tmp, dest)
+        yield tmp
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _commit(staged: Path, dest: Path) -> None:
+    """Rename into the dags folder: the DAG processor never sees half a file."""
+    if dest.is_dir() and not dest.is_symlink():
+        os.replace(dest, staged.parent / (dest.name + ".old"))  # old folder out, new one in: two renames
+    os.replace(staged, dest)
 
 
 def _wait_registered(api: AirflowAPI, dag_ids: list[str], placed_at: datetime, timeout: float) -> None:

@@ -84,6 +84,50 @@ def test_a_file_dropped_by_hand_appears_in_the_api_within_seconds(running_stack)
     print(f"file dropped by hand -> in the API: {time.monotonic() - started:.1f} s")
 
 
+def test_a_changed_file_is_reparsed_within_seconds(running_stack):
+    target = _dags_dir(running_stack) / "content_typed.py"
+    changed = target.read_text().replace('params={"rows"', 'tags=["changed"], params={"rows"')
+    assert changed != target.read_text()
+    started = time.monotonic()
+    target.write_text(changed)
+
+    def has_tag():
+        dag = running_stack.rest("GET", "/dags/content_typed").json()
+        return "changed" in [t["name"] for t in dag.get("tags", [])]
+
+    running_stack.wait_for(has_tag, 60, "the changed file to be re-parsed", poll=0.2)
+    print(f"file changed by hand -> new version in the API: {time.monotonic() - started:.1f} s")
+
+
+def test_add_a_folder_and_a_zip_bundle(running_stack, tmp_path):
+    folder = tmp_path / "team_pipelines"
+    folder.mkdir()
+    for i in (1, 2):
+        (folder / f"pipe_{i}.py").write_text(
+            (FIXTURES / "content_hello.py").read_text().replace("content_hello", f"content_folder_{i}"))
+    proc = running_stack.cli("content", "add", "--file", str(folder), timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["content_folder_1", "content_folder_2"]
+    placed = sorted(p.name for p in (_dags_dir(running_stack) / "team_pipelines").glob("*.py"))
+    assert placed == ["pipe_1.py", "pipe_2.py"]
+    import zipfile
+
+    bundle = tmp_path / "bundle.zip"
+    with zipfile.ZipFile(bundle, "w") as z:
+        z.writestr("zipped.py", (FIXTURES / "content_hello.py").read_text().replace("content_hello", "content_zipped"))
+    proc = running_stack.cli("content", "add", "--file", str(bundle), timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["content_zipped"]
+    run = running_stack.cli("content", "execute", "content_zipped", "--wait", "--timeout", RUN_TIMEOUT, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    removed = running_stack.cli("content", "remove", "content_folder_1", timeout=60)
+    assert removed.returncode == 1 and "also defines content_folder_2" in removed.stderr
+    assert running_stack.cli("content", "remove", "content_folder_1", "--force", timeout=60).returncode == 0
+    assert not (_dags_dir(running_stack) / "team_pipelines").exists()
+    assert running_stack.cli("content", "remove", "content_zipped", timeout=60).returncode == 0
+    assert not (_dags_dir(running_stack) / "bundle.zip").exists()
+
+
 def _owner(stack) -> tuple[str, str]:
     d = _dags_dir(stack)
     import grp
