@@ -221,6 +221,13 @@ def cmd_dags(args: argparse.Namespace) -> int:
     raise CommandError(f"unknown dags action {action}")
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from airflow_resource import bench
+
+    bench.run(args.quick, Path(args.output) if args.output else None, keep=args.keep)
+    return 0
+
+
 def cmd_test(args: argparse.Namespace) -> int:
     script = REPO_ROOT / "test" / "run-tests.sh"
     env = dict(os.environ, PYTHON=sys.executable)
@@ -250,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="resource-apache-airflow",
         description="Run a real Apache Airflow 3 stack (PostgreSQL, Redis, Celery, supervised) with one command.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Available commands: help, info, manage, status, logs, credentials, content, dags, test",
+        epilog="Available commands: help, info, manage, status, logs, credentials, content, dags, bench, test",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="Available commands", parser_class=_Parser)
@@ -326,6 +333,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--file", help="test: a DAG file to test instead of the dags folder")
     p.add_argument("--wait", action="store_true", help="clear/backfill: follow until done")
     p.add_argument("--timeout", type=int, help="seconds to wait (600)")
+
+    p = command("bench", cmd_bench, "benchmark a fresh stack in a temporary home: starts, latency, throughput, memory")
+    p.add_argument("--quick", action="store_true", help="small sizes: proves the harness works (used in CI)")
+    p.add_argument("--output", help="write the figures as JSON to FILE")
+    p.add_argument("--keep", action="store_true", help="keep the temporary home afterwards")
 
     p = command("test", cmd_test, "run the test suite: smoke, integration, unit or all")
     p.add_argument("phase", choices=TEST_PHASES)
