@@ -23,6 +23,7 @@ FAB_AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthM
 DAG_REFRESH_INTERVAL_S = 2
 MIN_FILE_PROCESS_INTERVAL_S = 10
 API_WORKERS = 2
+STATSD_PREFIX = "airflow"  # the mapping file (airflow_resource/metrics/statsd_mapping.yml) expects it
 
 
 def postgres_url(s: Settings, sec: Secrets, database: str = AIRFLOW_DB, driver: str = "postgresql+psycopg2") -> str:
@@ -79,6 +80,11 @@ def airflow_env(s: Settings, sec: Secrets) -> dict[str, str]:
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(s.logs_dir / "tasks"),
         "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(s.log_server_port),
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(s.log_server_port + 1),
+        # Metrics: statsd over loopback UDP to the metrics component, which serves them on /metrics.
+        "AIRFLOW__METRICS__STATSD_ON": "True",
+        "AIRFLOW__METRICS__STATSD_HOST": "127.0.0.1",
+        "AIRFLOW__METRICS__STATSD_PORT": str(s.statsd_port),
+        "AIRFLOW__METRICS__STATSD_PREFIX": STATSD_PREFIX,
         # Pipelines' own database, for example_etl and users' DAGs.
         f"AIRFLOW_CONN_{DATA_CONN_ID.upper()}": postgres_url(s, sec, DATA_DB, driver="postgresql"),
         "APACHE_AIRFLOW_DATA_DIR": str(s.data_dir),

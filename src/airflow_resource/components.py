@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass, field
 
-from airflow_resource import airflow_config, datastores
+from airflow_resource import airflow_config, datastores, metrics
 from airflow_resource.probes import Probe
 from airflow_resource.secrets import Secrets
 from airflow_resource.settings import Settings
@@ -53,6 +53,16 @@ def build(s: Settings, sec: Secrets, pg_bindir: str = "", redis_server: str = ""
             "redis", (redis_server or "redis-server", str(s.redis_dir / "redis.conf")),
             Probe("redis", airflow_config.redis_url(s, sec)), DATA, s.redis_port, airflow=False,
         ))
+    # Prometheus exporter of Airflow's statsd: up with the data stores, so no early metric is lost.
+    comps.append(Component(
+        "metrics",
+        (str(s.venv / "bin" / "python"), "-m", "airflow_resource.metrics",
+         "--statsd.listen-udp", f"127.0.0.1:{s.statsd_port}",
+         "--web.listen-address", f"127.0.0.1:{s.metrics_port}",
+         "--statsd.mapping-config", str(metrics.MAPPING_FILE)),
+        Probe("http", f"http://127.0.0.1:{s.metrics_port}/metrics"), DATA, s.metrics_port, airflow=False,
+        env={metrics.BROKER_ENV: airflow_config.redis_url(s, sec)},
+    ))
     comps += [
         Component("api-server", (airflow, "api-server"), Probe("api"), API, s.api_port),
         Component("scheduler", (airflow, "scheduler"),

@@ -27,7 +27,17 @@ def marker(s: Settings) -> Path:
 
 
 def is_installed(s: Settings) -> bool:
-    return marker(s).exists() and airflow_version(s.venv) == AIRFLOW_VERSION
+    return marker(s).exists() and airflow_version(s.venv) == AIRFLOW_VERSION and not missing_modules(s.venv)
+
+
+# Python packages of the lock file the stack needs beyond Airflow itself: a venv made before one was
+# pinned is completed from the lock file at the next install (and so at the next `manage start`).
+VENV_MODULES = ("statsd",)  # Airflow's statsd client: without it Airflow silently sends no metrics
+
+
+def missing_modules(venv: Path) -> list[str]:
+    site = venv / "lib" / "python3*" / "site-packages"
+    return [m for m in VENV_MODULES if not glob.glob(str(site / m / "__init__.py"))]
 
 
 def airflow_version(venv: Path) -> str | None:
@@ -69,7 +79,7 @@ def check_home_owner(s: Settings) -> None:
 
 def ensure_venv(s: Settings) -> None:
     """The venv with the pinned Airflow; created and filled from the lock file when missing."""
-    if airflow_version(s.venv) == AIRFLOW_VERSION:
+    if airflow_version(s.venv) == AIRFLOW_VERSION and not missing_modules(s.venv):
         return
     python = s.venv / "bin" / "python"
     if not python.exists():

@@ -96,7 +96,8 @@ def check_ports(comps: list[Component]) -> None:
     for c in comps:
         if c.port and system.port_in_use(c.port):
             setting = {"api-server": "API_PORT", "postgres": "POSTGRES_PORT", "redis": "REDIS_PORT",
-                       "flower": "FLOWER_PORT", "scheduler": "SCHEDULER_HEALTH_PORT"}.get(c.name, "LOG_SERVER_PORT")
+                       "flower": "FLOWER_PORT", "scheduler": "SCHEDULER_HEALTH_PORT",
+                       "metrics": "METRICS_PORT"}.get(c.name, "LOG_SERVER_PORT")
             raise CommandError(
                 f"port {c.port} for {c.name} is in use by {system.who_listens(c.port)}",
                 f"stop that process, or choose another port: APACHE_AIRFLOW_{setting}=<port>",
@@ -255,7 +256,7 @@ def start(s: Settings, timeout: float, wait: bool = True) -> Stack:
     data = [c for c in st.comps if c.priority == components.DATA]
     if data:
         start_group(st, data)
-        wait_ready(st, data, deadline, "PostgreSQL and Redis")
+        wait_ready(st, data, deadline, " ".join(c.name for c in data))
     migrate_and_admin(st)
     deadline = time.monotonic() + timeout
     for group in groups:

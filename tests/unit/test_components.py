@@ -26,7 +26,7 @@ def names(comps):
 
 def test_embedded_stack_components_in_start_order(make_settings, sec):
     comps = build(make_settings(), sec)
-    assert names(comps) == ["postgres", "redis", "api-server", "scheduler", "dag-processor", "triggerer",
+    assert names(comps) == ["postgres", "redis", "metrics", "api-server", "scheduler", "dag-processor", "triggerer",
                             "worker-1", "flower"]
     prios = [c.priority for c in comps]
     assert prios == sorted(prios)
@@ -62,9 +62,9 @@ def test_external_datastores_are_not_components(make_settings, sec, flags, absen
     assert {"api-server", "scheduler", "dag-processor", "triggerer", "worker-1", "flower"} <= set(names(comps))
 
 
-def test_external_both_starts_with_the_api_group(make_settings, sec):
+def test_external_both_starts_with_the_metrics_then_the_api_group(make_settings, sec):
     comps = build(make_settings(postgres_url="postgresql://db/af", redis_url="redis://cache/0"), sec)
-    assert [[c.name for c in g] for g in components.groups(comps)][0] == ["api-server"]
+    assert [[c.name for c in g] for g in components.groups(comps)][:2] == [["metrics"], ["api-server"]]
 
 
 def test_airflow_components_use_the_venv(make_settings, sec):
@@ -104,7 +104,7 @@ def test_groups_order(make_settings, sec):
     comps = build(make_settings(workers=2), sec)
     groups = components.groups(comps)
     assert [[c.name for c in g] for g in groups] == [
-        ["postgres", "redis"],
+        ["postgres", "redis", "metrics"],
         ["api-server"],
         ["scheduler", "dag-processor", "triggerer", "worker-1", "worker-2"],
         ["flower"],
@@ -122,7 +122,7 @@ def test_groups_is_independent_of_input_order(make_settings, sec):
 def test_every_port_is_distinct_by_default(make_settings, sec):
     s = make_settings()
     comps = build(s, sec)
-    ports = [c.port for c in comps if c.port is not None] + [s.metrics_port, s.statsd_port]
+    ports = [c.port for c in comps if c.port is not None] + [s.statsd_port]  # metrics_port: the metrics component
     assert len(ports) == len(set(ports)), sorted(ports)
     defaults = [st.default for st in settings.SETTINGS if st.name.endswith("_port")]
     assert len(defaults) == len(set(defaults))
@@ -158,9 +158,6 @@ def test_log_server_port_plus_workers_over_65535_is_refused(make_settings, log_s
     assert "APACHE_AIRFLOW_LOG_SERVER_PORT" in exc.value.hint and "APACHE_AIRFLOW_WORKERS" in exc.value.hint
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="metrics_port/statsd_port are settings (and config/runtime.json advertises ports.metrics) "
-                          "but no component or Airflow setting uses them: nothing serves /metrics")
 def test_metrics_port_is_served_by_a_component(make_settings, sec):
     s = make_settings()
     assert s.metrics_port in {c.port for c in build(s, sec)}
