@@ -27,7 +27,7 @@ class AirflowAPI:
         sec = secrets_mod.load(s.secrets_file)
         if sec is None:
             raise CommandError(f"not installed in {s.home}", "run ./cli.sh manage start")
-        return cls(s.api_url, s.admin_user, sec.admin_password)
+        return cls(s.api_base, s.admin_user, sec.admin_password)
 
     def token(self) -> str:
         if self._token is None:

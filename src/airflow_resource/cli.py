@@ -18,7 +18,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_START_TIMEOUT_S = 60
 DEFAULT_STOP_TIMEOUT_S = 30
 DEFAULT_RUN_TIMEOUT_S = 600
-TEST_PHASES = ("smoke", "integration", "unit", "all")
+TEST_PHASES = ("smoke", "integration", "unit", "e2e", "all")
 
 EXAMPLES = """\
 Usage examples:
@@ -307,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--type", help="accepted for the contract (dag)")
     p.add_argument("--force", action="store_true", help="add: replace an existing file; remove: a file with several DAGs")
     p.add_argument("--no-wait", action="store_true", help="add: do not wait for the DAG processor")
-    p.add_argument("--timeout", type=int, help="seconds to wait (add 60, execute 600)")
+    p.add_argument("--timeout", type=int, help="seconds to wait (add 120, execute 600)")
     p.add_argument("--format", choices=("text", "json", "yaml"), default="text")
     p.add_argument("--json", action="store_true", help="same as --format json")
     p.add_argument("--filter", help="list: only DAGs whose id contains TEXT")
@@ -339,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="write the figures as JSON to FILE")
     p.add_argument("--keep", action="store_true", help="keep the temporary home afterwards")
 
-    p = command("test", cmd_test, "run the test suite: smoke, integration, unit or all")
+    p = command("test", cmd_test, "run the test suite: smoke, integration, unit, e2e (browser) or all")
     p.add_argument("phase", choices=TEST_PHASES)
     return parser
 

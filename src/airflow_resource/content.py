@@ -23,7 +23,7 @@ from airflow_resource.api import AirflowAPI, APIError
 from airflow_resource.errors import AlreadySo, CommandError
 from airflow_resource.settings import Settings
 
-REGISTER_TIMEOUT_S = 60
+REGISTER_TIMEOUT_S = 120  # a loaded 2-core machine can take a minute to parse a new file
 POLL_S = 0.5
 FINAL_RUN_STATES = ("success", "failed")
 LOG_TAIL_LINES = 60

@@ -18,7 +18,7 @@ def connections(s: Settings, sec: secrets_mod.Secrets, show: bool) -> list[dict[
     conns = [
         {"id": "api", "name": "Airflow UI and REST API (admin)",
          "connection": {"host": api_host, "port": s.api_port, "protocol": "http", "url": s.base_url or s.api_url,
-                        "token_url": f"{s.api_url}/auth/token", "api_base": f"{s.api_url}/api/v2"},
+                        "token_url": f"{s.api_base}/auth/token", "api_base": f"{s.api_base}/api/v2"},
          "auth": {"username": s.admin_user, "password": pw(sec.admin_password)},
          "metadata": {"auth_manager": "FAB", "role": "Admin"}},
     ]

@@ -163,6 +163,13 @@ class Settings:
             host = f"[{host}]"  # IPv6 literal
         return f"http://{host}:{self.api_port}"
 
+    @property
+    def api_base(self) -> str:
+        """The api-server as this machine reaches it, with the sub-path of base_url (/auth answers only there)."""
+        from urllib.parse import urlsplit
+
+        return self.api_url + urlsplit(self.base_url).path.rstrip("/") if self.base_url else self.api_url
+
     def to_json(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "sources"}
         return {k: str(v) if isinstance(v, Path) else v for k, v in d.items()}

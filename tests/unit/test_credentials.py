@@ -73,7 +73,7 @@ def test_base_url_is_the_ui_url(make_settings, sec):
     s = make_settings(base_url="https://proxy.example/airflow")
     api = by_id(credentials.connections(s, sec, show=False))["api"]["connection"]
     assert api["url"] == "https://proxy.example/airflow"
-    assert api["api_base"] == f"{s.api_url}/api/v2"
+    assert api["api_base"] == f"{s.api_url}/airflow/api/v2"  # /auth and /api answer under the sub-path
 
 
 def test_external_urls_are_masked(make_settings, sec):
