@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Contract entry for the test phases: --smoke, --integration, --unit, --all (thin shim over pytest markers).
+# Contract entry for the test phases: --smoke, --integration, --unit, --e2e, --all (thin shim over pytest markers).
 set -euo pipefail
 REPO="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)"
 phase="${1:---all}"
@@ -11,8 +11,9 @@ case "$phase" in
   --unit|unit)               marker="unit" ;;
   --smoke|smoke)             marker="smoke" ;;
   --integration|integration) marker="integration" ;;
-  --all|all)                 marker="unit or smoke or integration" ;;
-  *) echo "usage: $0 --smoke|--integration|--unit|--all" >&2; exit 1 ;;
+  --e2e|e2e)                 marker="e2e" ;;
+  --all|all)                 marker="unit or smoke or integration or e2e" ;;
+  *) echo "usage: $0 --smoke|--integration|--unit|--e2e|--all" >&2; exit 1 ;;
 esac
 cd "$REPO"
 exec "$RESOURCE_PY" -m pytest -m "$marker" "${@:2}"
