@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import requests
@@ -11,6 +12,8 @@ from airflow_resource.errors import CommandError
 from airflow_resource.settings import Settings
 
 TIMEOUT_S = 30
+GET_ATTEMPTS = 3
+RETRY_PAUSE_S = 1.0
 
 
 class AirflowAPI:
@@ -34,8 +37,9 @@ class AirflowAPI:
             try:
                 r = self.session.post(f"{self.base}/auth/token", timeout=self.timeout,
                                       json={"username": self._auth[0], "password": self._auth[1]})
-            except requests.ConnectionError:
-                raise CommandError(f"the API at {self.base} does not answer", "is the stack running? ./cli.sh status") from None
+            except (requests.ConnectionError, requests.Timeout):
+                raise CommandError(f"the API at {self.base} does not answer",
+                                   "is the stack running and healthy? ./cli.sh status --verbose") from None
             if r.status_code not in (200, 201):
                 raise CommandError(f"login to the API failed (HTTP {r.status_code}): {_detail(r)}",
                                    "check the admin password: ./cli.sh credentials --show-secrets")
@@ -44,10 +48,20 @@ class AirflowAPI:
 
     def request(self, method: str, path: str, ok: tuple[int, ...] = (200, 201, 204), **kw: Any) -> requests.Response:
         headers = {"Authorization": f"Bearer {self.token()}", **kw.pop("headers", {})}
-        try:
-            r = self.session.request(method, f"{self.base}/api/v2{path}", headers=headers, timeout=self.timeout, **kw)
-        except requests.ConnectionError:
-            raise CommandError(f"the API at {self.base} does not answer", "is the stack running? ./cli.sh status") from None
+        # A loaded machine can make the api-server slow to answer: reads are retried, writes are not
+        # (a timed-out POST may have happened).
+        attempts = GET_ATTEMPTS if method == "GET" else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                r = self.session.request(method, f"{self.base}/api/v2{path}", headers=headers,
+                                         timeout=self.timeout, **kw)
+                break
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                if attempt == attempts:
+                    what = "did not answer in time" if isinstance(exc, requests.Timeout) else "does not answer"
+                    raise CommandError(f"the API at {self.base} {what} ({method} {path})",
+                                       "is the stack running and healthy? ./cli.sh status --verbose") from None
+                time.sleep(RETRY_PAUSE_S * attempt)
         if r.status_code not in ok:
             raise APIError(r.status_code, f"{method} {path}: HTTP {r.status_code}: {_detail(r)}")
         return r
