@@ -92,7 +92,7 @@ def add(s: Settings, file: Path, name: str | None, force: bool, wait: bool, time
     # Validate a staged copy the service user can read (the source may be in a private folder);
     # the very bytes validated are the ones renamed into the dags folder.
     with _staged(s, st.who, source, dest) as staged:
-        reports = dagcheck.validate([staged], s.venv / "bin" / "python", _check_env(st), existing=existing,
+        reports = dagcheck.validate([staged], s.venv / "bin" / "python", st.env(), existing=existing,
                                     dags_folder=s.dags_dir, dest_names=[dest.name], user=st.who)
         for r in reports:
             for p in r.problems + r.warnings:
@@ -119,11 +119,6 @@ def add(s: Settings, file: Path, name: str | None, force: bool, wait: bool, time
 
 def _same_place(fileloc: str, dest: Path) -> bool:
     return bool(fileloc) and (fileloc == str(dest) or fileloc.startswith(str(dest) + os.sep))
-
-
-def _check_env(st: stack.Stack) -> dict[str, str]:
-    """What the validation subprocess needs: the stack's Airflow settings and PATH."""
-    return {**st.base_env(), **st.airflow_env()}
 
 
 @contextlib.contextmanager

@@ -186,7 +186,7 @@ def _stack_env(s: Any) -> dict[str, str]:
 
     try:
         st = stack.Stack.load(s)
-        return {**st.base_env(), **st.airflow_env()}
+        return st.env()
     except CommandError:
         return {"PATH": airflow_config.child_path(s), "HOME": str(s.home), "LANG": "C.UTF-8",
                 "AIRFLOW__CORE__PLUGINS_FOLDER": str(s.plugins_dir)}

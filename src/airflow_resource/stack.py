@@ -68,6 +68,10 @@ class Stack:
     def airflow_env(self) -> dict[str, str]:
         return airflow_config.airflow_env(self.s, self.sec)
 
+    def env(self) -> dict[str, str]:
+        """The whole environment of an Airflow process of this stack (one-off commands, validation)."""
+        return {**self.base_env(), **self.airflow_env()}
+
     def probe_context(self) -> ProbeContext:
         return ProbeContext(self.s.api_url, airflow_config.redis_url(self.s, self.sec), self.s.workers)
 
@@ -78,7 +82,7 @@ class Stack:
                     stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         """A one-off Airflow command as the service user, with the stack's environment."""
         root = system.is_root()
-        env = {**self.base_env(), **self.airflow_env(), **(extra_env or {})}
+        env = {**self.env(), **(extra_env or {})}
         return subprocess.run(
             args, env=env, cwd=self.s.airflow_home, input=stdin, capture_output=True, text=True, timeout=timeout,
             user=self.who.uid if root else None, group=self.who.gid if root else None,
@@ -155,6 +159,11 @@ def last_error(s: Settings, name: str) -> str | None:
     return None
 
 
+def _probe(c: Component, ctx: ProbeContext, infos: dict[str, dict[str, Any]]) -> tuple[bool, str]:
+    """A component's probe, told when supervisord started it (older heartbeats are a dead process's)."""
+    return c.probe.check(ctx, infos.get(c.name, {}).get("start") or None)
+
+
 def wait_ready(st: Stack, comps: list[Component], deadline: float, label: str) -> None:
     """Poll the components' probes until all pass; fail fast on a component supervisord gave up on."""
     pending = {c.name: c for c in comps}
@@ -171,8 +180,7 @@ def wait_ready(st: Stack, comps: list[Component], deadline: float, label: str) -
                     )
             ctx = st.probe_context()
             with ThreadPoolExecutor(max_workers=len(pending)) as pool:
-                results = dict(zip(pending, pool.map(
-                    lambda c: c.probe.check(ctx, infos.get(c.name, {}).get("start") or None), pending.values())))
+                results = dict(zip(pending, pool.map(lambda c: _probe(c, ctx, infos), pending.values())))
             for name, (ok, _detail) in results.items():
                 # STARTING counts once the probe passes: startsecs is a crash guard, not readiness.
                 if ok and infos.get(name, {}).get("statename") in ("STARTING", "RUNNING"):
@@ -392,7 +400,7 @@ def status(s: Settings) -> dict[str, Any]:
     ctx = st.probe_context()
     now = time.time()
     with ThreadPoolExecutor(max_workers=len(st.comps)) as pool:
-        probes = list(pool.map(lambda c: c.probe.check(ctx, infos[c.name].get("start") or None)
+        probes = list(pool.map(lambda c: _probe(c, ctx, infos)
                                if infos.get(c.name, {}).get("statename") == "RUNNING" else (False, "not running"),
                                st.comps))
     for c, (ok, detail) in zip(st.comps, probes):
