@@ -6,9 +6,11 @@ all components agree (one jwt_secret, one execution API URL, one database).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from airflow_resource.errors import CommandError
 from airflow_resource.secrets import Secrets
 from airflow_resource.settings import Settings
 
@@ -18,10 +20,8 @@ DATA_DB = "resource_data"     # database for pipelines' own tables (connection r
 DATA_CONN_ID = "resource_postgres"
 FAB_AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
 
-# DAG files dropped into the folder should appear in seconds (Airflow's default is 300 s): the folder
-# is listed every refresh interval, and a file whose mtime changed is re-parsed at the next listing.
 DAG_REFRESH_INTERVAL_S = 2
-MIN_FILE_PROCESS_INTERVAL_S = 10
+MIN_FILE_PROCESS_INTERVAL_S = 120
 API_WORKERS = 2
 STATSD_PREFIX = "airflow"  # the mapping file (airflow_resource/metrics/statsd_mapping.yml) expects it
 
@@ -66,7 +66,6 @@ def airflow_env(s: Settings, sec: Secrets) -> dict[str, str]:
         "AIRFLOW__CELERY__FLOWER_BASIC_AUTH": f"{s.admin_user}:{sec.flower_password}",
         "AIRFLOW__API__HOST": s.api_host,
         "AIRFLOW__API__PORT": str(s.api_port),
-        "AIRFLOW__API__WORKERS": str(API_WORKERS),
         "AIRFLOW__API__SECRET_KEY": sec.api_secret_key,
         "AIRFLOW__API__EXPOSE_CONFIG": "False",
         # Every component must sign and verify task tokens with the same secret.
@@ -74,9 +73,6 @@ def airflow_env(s: Settings, sec: Secrets) -> dict[str, str]:
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
         "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": "127.0.0.1",
         "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(s.scheduler_health_port),
-        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": str(DAG_REFRESH_INTERVAL_S),
-        "AIRFLOW__DAG_PROCESSOR__BUNDLE_REFRESH_CHECK_INTERVAL": str(DAG_REFRESH_INTERVAL_S),
-        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": str(MIN_FILE_PROCESS_INTERVAL_S),
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(s.logs_dir / "tasks"),
         "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(s.log_server_port),
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(s.log_server_port + 1),
@@ -91,7 +87,41 @@ def airflow_env(s: Settings, sec: Secrets) -> dict[str, str]:
     }
     if s.base_url:
         env["AIRFLOW__API__BASE_URL"] = s.base_url
+    check_options(s, env)
+    env.update(tuning(s))
+    env.update(s.airflow_options)
     return env
+
+
+def check_options(s: Settings, env: dict[str, str] | None = None) -> None:
+    """Refuse user Airflow options that would override what the stack depends on."""
+    if env is None:
+        from airflow_resource.secrets import placeholder
+
+        env = airflow_env(dataclasses.replace(s, airflow_options={}), placeholder())
+    owned = sorted(k for k in s.airflow_options if k in env and k not in tuning(s))
+    if owned:
+        raise CommandError(
+            f"Airflow option(s) {', '.join(owned)} are set by the resource itself (ports, database, broker, "
+            "secrets, folders, auth) and cannot be overridden",
+            "remove them from resource.toml's [airflow] tables and the environment; ports and URLs have "
+            "resource settings (`resource-apache-airflow help`)")
+
+
+def tuning(s: Settings) -> dict[str, str]:
+    """The resource's performance defaults (README: Tuning); unlike the options above, a user may
+    override each in resource.toml's [airflow] tables or with AIRFLOW__* in the environment."""
+    return {
+        # DAG files dropped into the folder should appear in seconds (Airflow's default is 300 s): the
+        # folder is listed every refresh interval and a file whose mtime changed is parsed at once.
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": str(DAG_REFRESH_INTERVAL_S),
+        "AIRFLOW__DAG_PROCESSOR__BUNDLE_REFRESH_CHECK_INTERVAL": str(DAG_REFRESH_INTERVAL_S),
+        # Unchanged files are re-parsed only this often: parsing costs CPU whether or not anything changed.
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": str(MIN_FILE_PROCESS_INTERVAL_S),
+        "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.1",
+        "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
+        "AIRFLOW__API__WORKERS": str(API_WORKERS),
+    }
 
 
 def child_path(s: Settings) -> str:

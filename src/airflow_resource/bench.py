@@ -162,6 +162,26 @@ def _cpu_seconds(procs: list[psutil.Process]) -> float:
     return total
 
 
+def _by_component(home: Path) -> dict[str, list[psutil.Process]]:
+    from airflow_resource import settings, stack
+
+    return stack.component_processes(settings.resolve({"home": str(home)}))
+
+
+def _cpu_by_component(home: Path, work: Callable[[], Any]) -> tuple[dict[str, float], Any]:
+    """CPU-seconds each component spent while work() ran, and work()'s result."""
+    groups = _by_component(home)
+    before = {name: _cpu_seconds(procs) for name, procs in groups.items()}
+    out = work()
+    return {name: _cpu_seconds(procs) - before[name] for name, procs in groups.items()}, out
+
+
+def _shares(spent: dict[str, float], per: float, fmt: str = "{:.3f}") -> str:
+    """'worker-1 0.138, api-server 0.122, ...': each component's CPU divided by per, largest first."""
+    top = sorted(spent.items(), key=lambda kv: -kv[1])
+    return ", ".join(f"{name} {fmt.format(s / per)}" for name, s in top if s / per >= 0.001)
+
+
 def _pss_mib(home: Path) -> tuple[int, float]:
     procs = _processes(home)
     total = 0
@@ -245,13 +265,12 @@ class Bench:
         self.result.add(f"{label} p95", _pct(times, 0.95), "s")
 
     def workload(self, n: int, label: str, goal: str) -> None:
-        procs = _processes(self.home)
-        cpu0 = _cpu_seconds(procs)
-        took = self.run("bench_fanout", {"n": n})
-        cpu = _cpu_seconds(procs) - cpu0
+        spent, took = _cpu_by_component(self.home, lambda: self.run("bench_fanout", {"n": n}))
+        cpu = sum(spent.values())
         self.result.add(f"{label} wall", round(took, 1), "s", goal)
         self.result.add(f"{label} tasks per minute", round(n / took * 60), "tasks/min")
         self.result.add(f"{label} CPU-seconds per task", round(cpu / n, 3), "CPU-s", "<= 0.12")
+        self.result.add(f"{label} CPU-seconds per task by component", _shares(spent, n), "CPU-s")
 
     def many_files(self) -> None:
         dags = self.home / "dags" / "bench_files"
@@ -311,11 +330,10 @@ class Bench:
         self.result.add(f"memory {label}", mib, f"MiB PSS ({n} processes)", goal)
 
     def idle_cpu(self, seconds: float) -> None:
-        procs = _processes(self.home)
-        cpu0 = _cpu_seconds(procs)
-        time.sleep(seconds)
-        pct = (_cpu_seconds(procs) - cpu0) / seconds * 100
+        spent, _ = _cpu_by_component(self.home, lambda: time.sleep(seconds))
+        pct = sum(spent.values()) / seconds * 100
         self.result.add("idle CPU", round(pct, 1), "% of one core", "<= 5 %")
+        self.result.add("idle CPU by component", _shares(spent, seconds / 100, "{:.1f}"), "% of one core")
 
 
 def run(quick: bool, output: Path | None, keep: bool = False) -> dict[str, Any]:

@@ -80,9 +80,11 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_manage(args: argparse.Namespace) -> int:
-    from airflow_resource import installer, stack
+    from airflow_resource import airflow_config, installer, stack
 
     action = args.action
+    if action in ("install", "start", "restart"):
+        airflow_config.check_options(_settings(args))  # before anything is installed or stopped
     if action == "install":
         installer.install(_settings(args), force=args.force)
     elif action == "uninstall":

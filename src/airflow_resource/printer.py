@@ -8,6 +8,7 @@ import sys
 from typing import Any, Iterator
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 # Off a terminal (pipes, CI logs) rich would assume 80 columns and wrap tables; allow wide lines there.
@@ -37,9 +38,9 @@ def warn(message: str) -> None:
 
 
 def error(message: str, hint: str | None = None) -> None:
-    err.print(f"[red]error:[/] {message}", markup=True)
+    err.print(f"[red]error:[/] {escape(message)}", markup=True)  # messages quote TOML tables, paths, ...
     if hint:
-        err.print(f"  [dim]→[/] {hint}")
+        err.print(f"  [dim]→[/] {escape(hint)}")
 
 
 def emit_json(data: Any) -> None:

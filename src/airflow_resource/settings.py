@@ -97,6 +97,9 @@ class Settings:
     service_user: str
     admin_user: str
     base_url: str
+    # Airflow options the user sets (AIRFLOW__SECTION__KEY -> value), from resource.toml's [airflow]
+    # tables and AIRFLOW__* in the environment; airflow_config checks them against what the stack owns.
+    airflow_options: dict[str, str] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
     # Derived paths: one place, so the layout in DESIGN.md is written down once.
@@ -204,13 +207,41 @@ def read_config_file(path: Path) -> dict[str, Any]:
         data = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise CommandError(f"config file {path} is not valid TOML: {exc}", f"fix or remove {path}") from None
-    unknown = sorted(set(data) - set(BY_NAME))
+    unknown = sorted(set(data) - set(BY_NAME) - {AIRFLOW_TABLE})
     if unknown:
         raise CommandError(
             f"config file {path} has unknown setting(s): {', '.join(unknown)}",
             f"known settings: {', '.join(BY_NAME)}",
         )
     return data
+
+
+AIRFLOW_TABLE = "airflow"
+AIRFLOW_ENV_PREFIX = "AIRFLOW__"
+
+
+def _airflow_options(file_data: Mapping[str, Any], environ: Mapping[str, str], origin: str) -> dict[str, str]:
+    """Airflow options as AIRFLOW__SECTION__KEY: resource.toml's [airflow.<section>] tables, then
+    AIRFLOW__* variables of the environment (which win, as they do for Airflow itself)."""
+    options: dict[str, str] = {}
+    table = file_data.get(AIRFLOW_TABLE, {})
+    hint = f"write Airflow options as [airflow.<section>] tables in {origin}, e.g. [airflow.scheduler] " \
+           "scheduler_idle_sleep_time = 0.5"
+    if not isinstance(table, dict):
+        raise CommandError(f"{AIRFLOW_TABLE} in {origin} must be a table of sections", hint)
+    for section, keys in table.items():
+        if not isinstance(keys, dict):
+            raise CommandError(f"[{AIRFLOW_TABLE}] {section} in {origin} must be a table of options", hint)
+        for key, value in keys.items():
+            if isinstance(value, (dict, list)):
+                raise CommandError(f"[{AIRFLOW_TABLE}.{section}] {key} in {origin} must be a string, number or "
+                                   "boolean", hint)
+            text = str(value).lower() if isinstance(value, bool) else str(value)
+            options[f"{AIRFLOW_ENV_PREFIX}{section.upper()}__{key.upper()}"] = text
+    for name, value in environ.items():
+        if name.startswith(AIRFLOW_ENV_PREFIX) and name.count("__") >= 2:
+            options[name] = value
+    return options
 
 
 def resolve(
@@ -265,6 +296,7 @@ def resolve(
             f"log_server_port {values['log_server_port']} + {values['workers']} worker(s) needs ports up to {last_log_port}",
             f"lower {BY_NAME['log_server_port'].env} or {BY_NAME['workers'].env}",
         )
+    values["airflow_options"] = _airflow_options(file_data, environ, str(config_path))
     return Settings(**values, sources=sources)
 
 
@@ -284,6 +316,7 @@ def for_running_stack(flags: Mapping[str, Any] | None = None) -> Settings:
     if not effective:
         return current
     merged = {k: effective.get(k, v) for k, v in current.to_json().items()}
+    merged["airflow_options"] = dict(merged.get("airflow_options") or {})
     for name in ("home", "venv", "dags_dir"):
         merged[name] = Path(merged[name])
     return Settings(**merged, sources={k: "running stack" for k in merged})
@@ -302,6 +335,12 @@ def json_schema() -> dict[str, Any]:
         if s.maximum is not None:
             p["maximum"] = s.maximum
         props[s.name] = p
+    props[AIRFLOW_TABLE] = {
+        "type": "object",
+        "description": "Airflow options as [airflow.<section>] tables (key = value), passed to every Airflow "
+        "process as AIRFLOW__<SECTION>__<KEY>; options the stack depends on are refused.",
+        "additionalProperties": {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}},
+    }
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "apache-airflow resource settings",

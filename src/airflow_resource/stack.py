@@ -284,27 +284,55 @@ def stack_processes(s: Settings) -> list[psutil.Process]:
     """Every live process of this stack: those carrying the home's marker in their environment
     (supervisord, components, task processes) and the members of every component's recorded
     process group (which finds the processes that set their title and so blanked their environ)."""
-    me = os.getpid()
     pids: set[int] = set()
-    for record in (s.run_dir / launch.PIDS_DIR).glob("*"):
-        rec = launch.read_record(str(record))
-        if rec:
-            pids.update(launch.group_members(*rec))
+    for group in _recorded_groups(s).values():
+        pids.update(group)
     for p in psutil.process_iter(["pid"]):
         try:
             if p.environ().get(MARKER_ENV) == str(s.home):
                 pids.add(p.pid)
         except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess, OSError):
             continue
+    return _processes(_with_descendants(pids) - {os.getpid()})
+
+
+def component_processes(s: Settings) -> dict[str, list[psutil.Process]]:
+    """The stack's live processes by component (its recorded group and their descendants: PostgreSQL's
+    backends, task processes); the rest (supervisord) under 'other'."""
+    groups: dict[str, list[psutil.Process]] = {}
+    seen: set[int] = {os.getpid()}
+    for name, members in sorted(_recorded_groups(s).items()):
+        pids = _with_descendants(set(members)) - seen
+        seen |= pids
+        groups[name] = _processes(pids)
+    groups["other"] = [p for p in stack_processes(s) if p.pid not in seen]
+    return groups
+
+
+def _recorded_groups(s: Settings) -> dict[str, list[int]]:
+    groups = {}
+    for record in (s.run_dir / launch.PIDS_DIR).glob("*"):
+        rec = launch.read_record(str(record))
+        if rec:
+            groups[record.name] = launch.group_members(*rec)
+    return groups
+
+
+def _with_descendants(pids: set[int]) -> set[int]:
     # Children that started their own session (PostgreSQL's backends and auxiliaries) are
     # neither in the group nor tagged: take every descendant too.
-    for pid in list(pids):
+    found = set(pids)
+    for pid in pids:
         try:
-            pids.update(c.pid for c in psutil.Process(pid).children(recursive=True))
+            found.update(c.pid for c in psutil.Process(pid).children(recursive=True))
         except psutil.Error:
             continue
+    return found
+
+
+def _processes(pids: set[int]) -> list[psutil.Process]:
     procs = []
-    for pid in sorted(pids - {me}):
+    for pid in sorted(pids):
         try:
             procs.append(psutil.Process(pid))
         except psutil.NoSuchProcess:

@@ -8,6 +8,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 
 from airflow_resource import airflow_config
+from airflow_resource.errors import CommandError
 
 pytestmark = pytest.mark.unit
 
@@ -119,3 +120,19 @@ def test_base_url_only_when_set(make_settings, sec):
 def test_child_path_starts_with_the_venv(make_settings):
     s = make_settings()
     assert airflow_config.child_path(s).split(":")[0] == str(s.venv / "bin")
+
+
+def test_user_options_override_tuning_and_add_keys(make_settings, sec):
+    s = make_settings(environ={"AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
+                               "AIRFLOW__CORE__PARALLELISM": "64"})
+    env = airflow_config.airflow_env(s, sec)
+    assert env["AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME"] == "0.5"
+    assert env["AIRFLOW__CORE__PARALLELISM"] == "64"
+    assert airflow_config.airflow_env(make_settings(), sec)["AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME"] == \
+        airflow_config.tuning(s)["AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME"]
+
+
+@pytest.mark.parametrize("key", ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__API__PORT", "AIRFLOW__CORE__FERNET_KEY"])
+def test_options_the_stack_depends_on_are_refused(make_settings, sec, key):
+    with pytest.raises(CommandError, match=key):
+        airflow_config.airflow_env(make_settings(environ={key: "x"}), sec)

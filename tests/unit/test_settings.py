@@ -339,8 +339,34 @@ def test_every_setting_has_a_prefixed_env_var():
 
 
 def test_settings_table_matches_the_dataclass():
-    fields = [f.name for f in dataclasses.fields(settings.Settings) if f.name != "sources"]
+    fields = [f.name for f in dataclasses.fields(settings.Settings) if f.name not in ("sources", "airflow_options")]
     assert fields == [s.name for s in settings.SETTINGS]
+
+
+def test_airflow_tables_become_airflow_options(home, clean_environ):
+    (home / "resource.toml").write_text(
+        "api_port = 51000\n[airflow.scheduler]\nscheduler_idle_sleep_time = 0.5\n"
+        "[airflow.core]\nparallelism = 64\nload_examples = false\n")
+    s = settings.resolve({"home": str(home)}, environ={"AIRFLOW__CORE__PARALLELISM": "48", "AIRFLOW__X": "not an option"})
+    assert s.airflow_options == {
+        "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
+        "AIRFLOW__CORE__PARALLELISM": "48",  # the environment wins over the file
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "false",
+    }
+
+
+@pytest.mark.parametrize("text", ["airflow = 3\n", "[airflow]\nscheduler = 1\n", "[airflow.core]\nx = [1]\n"])
+def test_airflow_table_of_the_wrong_shape_is_refused(home, clean_environ, text):
+    (home / "resource.toml").write_text(text)
+    with pytest.raises(CommandError, match="must be"):
+        settings.resolve({"home": str(home)}, environ={})
+
+
+def test_airflow_options_survive_the_effective_file(home, clean_environ):
+    (home / "run").mkdir()
+    current = settings.resolve({"home": str(home)}, environ={"AIRFLOW__CORE__PARALLELISM": "7"})
+    (home / settings.EFFECTIVE_FILE).write_text(json.dumps(current.to_json()))
+    assert settings.for_running_stack({"home": str(home)}).airflow_options == {"AIRFLOW__CORE__PARALLELISM": "7"}
 
 
 def test_schema_json_in_repo_is_generated():
@@ -350,12 +376,12 @@ def test_schema_json_in_repo_is_generated():
 
 def test_schema_lists_every_setting_with_its_env():
     props = settings.json_schema()["properties"]
-    assert list(props) == [s.name for s in settings.SETTINGS]
+    assert list(props) == [s.name for s in settings.SETTINGS] + [settings.AIRFLOW_TABLE]
     assert props["api_port"] == {"type": "integer", "description": settings.BY_NAME["api_port"].description,
                                  "x-env": "APACHE_AIRFLOW_API_PORT", "default": 48080,
                                  "minimum": 1, "maximum": 65535}
     assert "default" not in props["home"]  # derived defaults have none
-    assert all(p["x-env"].startswith("APACHE_AIRFLOW_") for p in props.values())
+    assert all(props[s.name]["x-env"].startswith("APACHE_AIRFLOW_") for s in settings.SETTINGS)
 
 
 def test_defaults_sh_in_repo_is_generated():
