@@ -121,6 +121,8 @@ def tuning(s: Settings) -> dict[str, str]:
         "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.1",
         "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
         "AIRFLOW__API__WORKERS": str(API_WORKERS),
+        # Workers import the task runner and common operators once, before their pool forks.
+        "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "airflow_resource.celery_config.CELERY_CONFIG",
     }
 
 

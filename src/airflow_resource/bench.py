@@ -16,6 +16,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,7 +26,12 @@ from airflow_resource import printer
 from airflow_resource.api import AirflowAPI
 
 POLL_S = 0.2
+# A big run is polled less often: the REST API's run view loads every task instance of the run to
+# list its DAG versions, so polling a 1,000-task run every 0.2 s would load the api-server it measures.
+# Its wall time comes from the run's end_date, not from the poll.
+WORKLOAD_POLL_S = 1.0
 RUN_TIMEOUT_S = 1800
+FIRST_START = "first start (initdb, migration included) to healthy"
 PORT_SETTINGS = ("API_PORT", "POSTGRES_PORT", "REDIS_PORT", "FLOWER_PORT", "SCHEDULER_HEALTH_PORT",
                  "METRICS_PORT", "STATSD_PORT")
 
@@ -90,6 +96,13 @@ with DAG(dag_id="bench_file_{i:03d}", schedule=None, start_date=pendulum.datetim
 '''
 
 
+BENCH_DAGS = {"bench_one.py": ONE_TASK, "bench_chain.py": CHAIN, "bench_fanout.py": FANOUT}
+
+
+class RunTimeout(RuntimeError):
+    pass
+
+
 @dataclass
 class Sizes:
     latency_runs: int = 20
@@ -145,12 +158,6 @@ def _pct(values: list[float], q: float) -> float:
     return round(ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))], 3)
 
 
-def _processes(home: Path) -> list[psutil.Process]:
-    from airflow_resource import settings, stack
-
-    return stack.stack_processes(settings.resolve({"home": str(home)}))
-
-
 def _cpu_seconds(procs: list[psutil.Process]) -> float:
     total = 0.0
     for p in procs:
@@ -162,15 +169,8 @@ def _cpu_seconds(procs: list[psutil.Process]) -> float:
     return total
 
 
-def _by_component(home: Path) -> dict[str, list[psutil.Process]]:
-    from airflow_resource import settings, stack
-
-    return stack.component_processes(settings.resolve({"home": str(home)}))
-
-
-def _cpu_by_component(home: Path, work: Callable[[], Any]) -> tuple[dict[str, float], Any]:
-    """CPU-seconds each component spent while work() ran, and work()'s result."""
-    groups = _by_component(home)
+def _cpu_by_component(groups: dict[str, list[psutil.Process]], work: Callable[[], Any]) -> tuple[dict[str, float], Any]:
+    """CPU-seconds each group of processes spent while work() ran, and work()'s result."""
     before = {name: _cpu_seconds(procs) for name, procs in groups.items()}
     out = work()
     return {name: _cpu_seconds(procs) - before[name] for name, procs in groups.items()}, out
@@ -182,8 +182,7 @@ def _shares(spent: dict[str, float], per: float, fmt: str = "{:.3f}") -> str:
     return ", ".join(f"{name} {fmt.format(s / per)}" for name, s in top if s / per >= 0.001)
 
 
-def _pss_mib(home: Path) -> tuple[int, float]:
-    procs = _processes(home)
+def _pss_mib(procs: list[psutil.Process]) -> tuple[int, float]:
     total = 0
     for p in procs:
         try:
@@ -198,6 +197,23 @@ class Bench:
         self.home, self.env, self.sizes = home, env, sizes
         self.result = Result()
         self._api: AirflowAPI | None = None
+
+    def processes(self) -> list[psutil.Process]:
+        from airflow_resource import settings, stack
+
+        return stack.stack_processes(settings.resolve({"home": str(self.home)}, environ=self.env))
+
+    def groups(self) -> dict[str, list[psutil.Process]]:
+        """The processes by component, for CPU by component."""
+        from airflow_resource import settings, stack
+
+        return stack.component_processes(settings.resolve({"home": str(self.home)}, environ=self.env))
+
+    def dags_dir(self) -> Path:
+        return self.home / "dags"
+
+    def write_dag(self, name: str, text: str) -> None:
+        (self.dags_dir() / name).write_text(text)
 
     @property
     def api(self) -> AirflowAPI:
@@ -218,14 +234,13 @@ class Bench:
         took, proc = _cli(self.env, "manage", "stop")
         if proc.returncode != 0:
             raise RuntimeError(f"manage stop failed:\n{proc.stderr[-3000:]}")
-        left = _processes(self.home)
+        left = self.processes()
         self.result.add("stop", round(took, 1), "s", "<= 10 s, no process left")
         self.result.add("processes left after stop", len(left), "", "0")
 
     def write_dags(self) -> None:
-        dags = self.home / "dags"
-        for name, text in (("bench_one.py", ONE_TASK), ("bench_chain.py", CHAIN), ("bench_fanout.py", FANOUT)):
-            (dags / name).write_text(text)
+        for name, text in BENCH_DAGS.items():
+            self.write_dag(name, text)
         self.wait_registered(["bench_one", "bench_chain", "bench_fanout"], 120)
         for d in ("bench_one", "bench_chain", "bench_fanout"):
             self.api.patch(f"/dags/{d}", {"is_paused": False})
@@ -242,21 +257,27 @@ class Bench:
                 time.sleep(POLL_S)
         return time.monotonic() - started
 
-    def run(self, dag_id: str, conf: dict[str, Any] | None = None) -> float:
-        started = time.monotonic()
+    run_timeout_s: float = RUN_TIMEOUT_S
+
+    def run(self, dag_id: str, conf: dict[str, Any] | None = None, poll: float = POLL_S) -> float:
+        """Trigger through the REST API, poll until final; seconds from trigger to the run's end."""
+        started, wall = time.monotonic(), time.time()
         run = self.api.post(f"/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf or {}})
         path = f"/dags/{dag_id}/dagRuns/{run['dag_run_id']}"
         while True:
-            state = self.api.get(path)["state"]
-            if state in ("success", "failed"):
+            view = self.api.get(path)
+            if view["state"] in ("success", "failed"):
                 break
-            if time.monotonic() - started > RUN_TIMEOUT_S:
-                raise RuntimeError(f"{dag_id} still {state} after {RUN_TIMEOUT_S} s")
-            time.sleep(POLL_S)
-        took = time.monotonic() - started
-        if state != "success":
+            if time.monotonic() - started > self.run_timeout_s:
+                done = self.api.get(f"{path}/taskInstances", params={"state": "success", "limit": 1})
+                raise RunTimeout(f"{done['total_entries']} task(s) done, run still {view['state']} after "
+                                 f"{self.run_timeout_s:.0f} s")
+            time.sleep(poll)
+        if view["state"] != "success":
             raise RuntimeError(f"{dag_id} run {run['dag_run_id']} failed")
-        return took
+        if poll == POLL_S:
+            return time.monotonic() - started  # as a user polling every 0.2 s sees it
+        return datetime.fromisoformat(view["end_date"].replace("Z", "+00:00")).timestamp() - wall
 
     def latency(self, dag_id: str, label: str, goal: str) -> None:
         self.run(dag_id)  # warm-up: first parse, first fork
@@ -265,7 +286,11 @@ class Bench:
         self.result.add(f"{label} p95", _pct(times, 0.95), "s")
 
     def workload(self, n: int, label: str, goal: str) -> None:
-        spent, took = _cpu_by_component(self.home, lambda: self.run("bench_fanout", {"n": n}))
+        try:
+            spent, took = _cpu_by_component(self.groups(), lambda: self.run("bench_fanout", {"n": n}, WORKLOAD_POLL_S))
+        except RunTimeout as exc:
+            self.result.add(f"{label} wall", f"not finished: {exc}", "", goal)
+            return
         cpu = sum(spent.values())
         self.result.add(f"{label} wall", round(took, 1), "s", goal)
         self.result.add(f"{label} tasks per minute", round(n / took * 60), "tasks/min")
@@ -326,27 +351,28 @@ class Bench:
             self.result.add(f"{name} ({want} runs) p99", _pct(times, 0.99), "ms", "<= 100 ms")
 
     def memory(self, label: str, goal: str = "") -> None:
-        n, mib = _pss_mib(self.home)
+        n, mib = _pss_mib(self.processes())
         self.result.add(f"memory {label}", mib, f"MiB PSS ({n} processes)", goal)
 
     def idle_cpu(self, seconds: float) -> None:
-        spent, _ = _cpu_by_component(self.home, lambda: time.sleep(seconds))
+        spent, _ = _cpu_by_component(self.groups(), lambda: time.sleep(seconds))
         pct = sum(spent.values()) / seconds * 100
         self.result.add("idle CPU", round(pct, 1), "% of one core", "<= 5 %")
         self.result.add("idle CPU by component", _shares(spent, seconds / 100, "{:.1f}"), "% of one core")
 
 
-def run(quick: bool, output: Path | None, keep: bool = False) -> dict[str, Any]:
+def run(quick: bool, output: Path | None, keep: bool = False, baseline: bool = False) -> dict[str, Any]:
     sizes = Sizes.quick() if quick else Sizes()
     home = Path(tempfile.mkdtemp(prefix="af-bench-", dir="/tmp"))
     home.chmod(0o755)
-    env = _env(home, os.environ.get("APACHE_AIRFLOW_VENV") or sys.prefix)
+    venv = os.environ.get("APACHE_AIRFLOW_VENV") or sys.prefix
+    env = _env(home, venv)
     b = Bench(home, env, sizes)
     machine = {"cores": os.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
                "date": time.strftime("%Y-%m-%d"), "quick": quick}
     printer.step(f"benchmark in {home} ({'quick' if quick else 'full'} sizes)")
     try:
-        b.start("first start (initdb, migration included) to healthy", "<= 20 s")
+        b.start(FIRST_START, "<= 20 s")
         b.stop()
         b.start("later start to healthy", "<= 10 s")
         b.memory("idle after start")
@@ -365,11 +391,59 @@ def run(quick: bool, output: Path | None, keep: bool = False) -> dict[str, Any]:
         _cli(env, "manage", "stop", "--force", timeout=120)
         if not keep:
             shutil.rmtree(home, ignore_errors=True)
-    data = {"machine": machine, "figures": b.result.figures}
-    rows = [[k, v["value"], v["unit"], v["goal"]] for k, v in b.result.figures.items()]
-    printer.table(["figure", "value", "unit", "goal"], rows,
-                  title=f"apache-airflow resource benchmark, {machine['cores']} cores, {machine['date']}")
+    data: dict[str, Any] = {"machine": machine, "figures": b.result.figures}
+    if baseline:
+        data["baseline"] = _baseline(Path(venv), sizes, keep, quick)
+    _print_table(data)
     if output:
         output.write_text(json.dumps(data, indent=2) + "\n")
         printer.ok(f"wrote {output}")
     return data
+
+
+
+def _baseline(venv: Path, sizes: Sizes, keep: bool, quick: bool) -> dict[str, Any]:
+    """The workloads that apply to `airflow standalone`, from the same venv, after the resource's stack
+    has stopped (never both at once on the machine)."""
+    from airflow_resource import settings
+    from airflow_resource.bench_baseline import StandaloneBench
+
+    printer.step("baseline: the same workloads against `airflow standalone` (SQLite, LocalExecutor)")
+    sb = StandaloneBench(venv, settings.resolve({}).service_user, [_free_port() for _ in range(3)], sizes)
+    if quick:
+        sb.run_timeout_s = 60
+    try:
+        for name, text in BENCH_DAGS.items():  # before start: standalone lists its folder every 5 min
+            sb.write_dag(name, text)
+        sb.start(FIRST_START)
+        sb.memory("idle after start")
+        sb.idle_cpu(10 if quick else 30)
+        sb.write_dags()
+        sb.latency("bench_one", "one-task trigger to success", "")
+        sb.latency("bench_chain", "two-task chain trigger to success", "")
+        sb.workload(sizes.fanout, f"{sizes.fanout}-task fan-out", "")
+        sb.memory("after the workloads")
+        sb.stop()
+    except Exception as exc:  # the baseline failing must not lose the resource's figures
+        printer.warn(f"baseline stopped early: {exc}")
+        sb.result.add("baseline error", str(exc)[:300], "")
+    finally:
+        sb.cleanup(keep)
+    return sb.result.figures
+
+
+def _print_table(data: dict[str, Any]) -> None:
+    machine, ours, theirs = data["machine"], data["figures"], data.get("baseline")
+    title = f"apache-airflow resource benchmark, {machine['cores']} cores, {machine['date']}"
+    if theirs is None:
+        rows = [[k, v["value"], v["unit"], v["goal"]] for k, v in ours.items()]
+        printer.table(["figure", "value", "unit", "goal"], rows, title=title)
+        return
+    from airflow_resource.bench_baseline import ratio
+
+    rows = []
+    for k, v in ours.items():
+        other = theirs.get(k, {}).get("value", "")
+        rows.append([k, v["value"], other, ratio(v["value"], other) if other != "" else "", v["unit"], v["goal"]])
+    rows += [[k, "", v["value"], "", v["unit"], ""] for k, v in theirs.items() if k not in ours]
+    printer.table(["figure", "resource", "standalone", "standalone/resource", "unit", "goal"], rows, title=title)

@@ -226,7 +226,7 @@ def cmd_dags(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from airflow_resource import bench
 
-    bench.run(args.quick, Path(args.output) if args.output else None, keep=args.keep)
+    bench.run(args.quick, Path(args.output) if args.output else None, keep=args.keep, baseline=args.baseline)
     return 0
 
 
@@ -340,6 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="small sizes: proves the harness works (used in CI)")
     p.add_argument("--output", help="write the figures as JSON to FILE")
     p.add_argument("--keep", action="store_true", help="keep the temporary home afterwards")
+    p.add_argument("--baseline", action="store_true",
+                   help="then run the same workloads against `airflow standalone` from the same venv and show the ratio")
 
     p = command("test", cmd_test, "run the test suite: smoke, integration, unit, e2e (browser) or all")
     p.add_argument("phase", choices=TEST_PHASES)
