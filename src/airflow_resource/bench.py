@@ -31,6 +31,7 @@ POLL_S = 0.2
 # Its wall time comes from the run's end_date, not from the poll.
 WORKLOAD_POLL_S = 1.0
 RUN_TIMEOUT_S = 1800
+SCALE_TIMEOUT_S = 300
 FIRST_START = "first start (initdb, migration included) to healthy"
 PORT_SETTINGS = ("API_PORT", "POSTGRES_PORT", "REDIS_PORT", "FLOWER_PORT", "SCHEDULER_HEALTH_PORT",
                  "METRICS_PORT", "STATSD_PORT")
@@ -153,6 +154,15 @@ def _cli(env: dict[str, str], *args: str, timeout: float = 900) -> tuple[float, 
     return time.monotonic() - started, proc
 
 
+def _read_from(path: Path, offset: int) -> str:
+    try:
+        with path.open("r", errors="replace") as f:
+            f.seek(offset)
+            return f.read()
+    except OSError:
+        return ""
+
+
 def _pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return round(ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))], 3)
@@ -262,8 +272,16 @@ class Bench:
     def run(self, dag_id: str, conf: dict[str, Any] | None = None, poll: float = POLL_S) -> float:
         """Trigger through the REST API, poll until final; seconds from trigger to the run's end."""
         started, wall = time.monotonic(), time.time()
+        view = self.wait_run(self.trigger(dag_id, conf), started, poll)
+        if poll == POLL_S:
+            return time.monotonic() - started  # as a user polling every 0.2 s sees it
+        return datetime.fromisoformat(view["end_date"].replace("Z", "+00:00")).timestamp() - wall
+
+    def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
         run = self.api.post(f"/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf or {}})
-        path = f"/dags/{dag_id}/dagRuns/{run['dag_run_id']}"
+        return f"/dags/{dag_id}/dagRuns/{run['dag_run_id']}"
+
+    def wait_run(self, path: str, started: float, poll: float = POLL_S) -> dict[str, Any]:
         while True:
             view = self.api.get(path)
             if view["state"] in ("success", "failed"):
@@ -274,10 +292,8 @@ class Bench:
                                  f"{self.run_timeout_s:.0f} s")
             time.sleep(poll)
         if view["state"] != "success":
-            raise RuntimeError(f"{dag_id} run {run['dag_run_id']} failed")
-        if poll == POLL_S:
-            return time.monotonic() - started  # as a user polling every 0.2 s sees it
-        return datetime.fromisoformat(view["end_date"].replace("Z", "+00:00")).timestamp() - wall
+            raise RuntimeError(f"run {path} failed")
+        return view
 
     def latency(self, dag_id: str, label: str, goal: str) -> None:
         self.run(dag_id)  # warm-up: first parse, first fork
@@ -296,6 +312,40 @@ class Bench:
         self.result.add(f"{label} tasks per minute", round(n / took * 60), "tasks/min")
         self.result.add(f"{label} CPU-seconds per task", round(cpu / n, 3), "CPU-s", "<= 0.12")
         self.result.add(f"{label} CPU-seconds per task by component", _shares(spent, n), "CPU-s")
+
+    def scale_up(self) -> None:
+        """One more worker while a fan-out keeps the queue full: seconds from `manage scale` to the new
+        worker running a task (its log says 'Executing workload' when Celery hands it one)."""
+        from airflow_resource import settings
+
+        s = settings.resolve({"home": str(self.home)}, environ=self.env)
+        name = f"worker-{s.workers + 1}"
+        log = self.home / "logs" / "components" / f"{name}.log"
+        seen = log.stat().st_size if log.exists() else 0  # a log of an earlier worker of that name
+        path = self.trigger("bench_fanout", {"n": 8 * s.worker_concurrency * (s.workers + 1)})
+        self._wait_running(path)
+        started = time.monotonic()
+        _, proc = _cli(self.env, "manage", "scale", "--workers", str(s.workers + 1), "--timeout", "300")
+        if proc.returncode != 0:
+            raise RuntimeError(f"manage scale failed:\n{proc.stderr[-3000:]}")
+        ready = time.monotonic() - started
+        while "Executing workload" not in _read_from(log, seen):
+            if time.monotonic() - started > SCALE_TIMEOUT_S:
+                raise RuntimeError(f"{name} ran no task within {SCALE_TIMEOUT_S} s of `manage scale`")
+            time.sleep(POLL_S)
+        took = time.monotonic() - started
+        self.wait_run(path, time.monotonic(), WORKLOAD_POLL_S)
+        self.result.add("scale-up: one more worker ready", round(ready, 1), "s")
+        self.result.add("scale-up: one more worker running a task", round(took, 1), "s", "<= 10 s")
+
+    def _wait_running(self, path: str) -> None:
+        """Until the run's mapped tasks run (the queue is then full), so the new worker finds work."""
+        deadline = time.monotonic() + SCALE_TIMEOUT_S
+        while not self.api.get(f"{path}/taskInstances", params={"state": "running", "task_id": "work",
+                                                                 "limit": 1})["total_entries"]:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no task of {path} running after {SCALE_TIMEOUT_S} s")
+            time.sleep(POLL_S)
 
     def many_files(self) -> None:
         dags = self.home / "dags" / "bench_files"
@@ -383,6 +433,7 @@ def run(quick: bool, output: Path | None, keep: bool = False, baseline: bool = F
         b.workload(sizes.fanout, f"{sizes.fanout}-task fan-out", "<= 12 s" if not quick else "")
         b.workload(sizes.big, f"{sizes.big}-task workload", "")
         b.memory("after the workloads", "<= 1.5 GiB")
+        b.scale_up()
         b.many_files()
         b.probes()
         b.metadata_queries()

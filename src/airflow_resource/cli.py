@@ -97,6 +97,13 @@ def cmd_manage(args: argparse.Namespace) -> int:
         _print_started(st)
     elif action == "stop":
         stack.stop(_settings(args, running=True), args.timeout or DEFAULT_STOP_TIMEOUT_S, force=args.force)
+    elif action == "scale":
+        if args.workers is None or not 0 <= args.workers <= 64:
+            raise CommandError("manage scale needs --workers N (0..64)",
+                               "e.g. resource-apache-airflow manage scale --workers 2")
+        stack.scale(_settings(args, running=True), args.workers, args.timeout or DEFAULT_START_TIMEOUT_S)
+        printer.ok(f"{args.workers} worker(s) running until the next start; to keep that many, set "
+                   f"workers = {args.workers} in resource.toml or APACHE_AIRFLOW_WORKERS={args.workers}")
     elif action == "restart":
         s = _settings(args, running=True)
         if stack.is_running(s) or stack.stack_processes(s):
@@ -275,8 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--format", choices=("text", "json"), default="text")
 
-    p = command("manage", cmd_manage, "install, start, stop, restart, uninstall")
-    p.add_argument("action", choices=("install", "uninstall", "start", "stop", "restart"))
+    p = command("manage", cmd_manage, "install, start, stop, restart, uninstall, scale")
+    p.add_argument("action", choices=("install", "uninstall", "start", "stop", "restart", "scale"))
+    p.add_argument("--workers", type=int, help="scale: the number of Celery workers to run")
     p.add_argument("--wait", action="store_true", default=True, help="wait until healthy (default)")
     p.add_argument("--no-wait", action="store_true", help="return once the processes are launched")
     p.add_argument("--timeout", type=int, help=f"seconds to wait (start {DEFAULT_START_TIMEOUT_S}, stop {DEFAULT_STOP_TIMEOUT_S})")

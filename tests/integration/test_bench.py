@@ -18,7 +18,7 @@ EXPECTED = [
     "processes left after stop", "memory idle after start", "idle CPU", "one-task trigger to success p50",
     "two-task chain trigger to success p50", "20-task fan-out wall", "20-task fan-out CPU-seconds per task",
     "40-task workload tasks per minute", "memory after the workloads", "5 DAG files registered",
-    "health endpoint p99", "status p99", "list runs (50 runs) p99",
+    "health endpoint p99", "status p99", "list runs (50 runs) p99", "scale-up: one more worker running a task",
 ]
 
 

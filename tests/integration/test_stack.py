@@ -171,6 +171,49 @@ def test_restart_keeps_dag_runs_and_comes_back_healthy(running_stack):
     assert {r["state"] for r in runs["dag_runs"]} == {"success"}
 
 
+SCALE_FANOUT = """
+import time
+import pendulum
+from airflow.sdk import dag, task
+
+
+@dag(dag_id="scale_fanout", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False)
+def scale_fanout():
+    @task
+    def work(i):
+        time.sleep(2)
+        return i
+
+    work.expand(i=list(range(48)))
+
+
+scale_fanout()
+"""
+
+
+def test_scale_adds_a_worker_that_runs_tasks_then_removes_it(running_stack):
+    proc = running_stack.cli("manage", "scale", "--workers", "2", "--timeout", "240", timeout=400)
+    assert proc.returncode == 0, proc.stderr
+    report = running_stack.status()
+    workers = {c["name"]: c for c in report["components"] if c["name"].startswith("worker-")}
+    assert set(workers) == {"worker-1", "worker-2"} and all(w["healthy"] for w in workers.values())
+    assert report["healthy"]
+    # More tasks than worker-1 has slots, each lasting a while: the new worker must take some.
+    (running_stack.home / "dags" / "scale_fanout.py").write_text(SCALE_FANOUT)
+    log = running_stack.home / "logs" / "components" / "worker-2.log"
+    _, run = _run_dag(running_stack, "scale_fanout")
+    assert run["state"] == "success"
+    assert "Executing workload" in log.read_text(errors="replace")
+    again = running_stack.cli("manage", "scale", "--workers", "2", timeout=60)
+    assert again.returncode == 2 and "already runs 2" in again.stderr
+    pid2 = workers["worker-2"]["pid"]
+    proc = running_stack.cli("manage", "scale", "--workers", "1", timeout=400)
+    assert proc.returncode == 0, proc.stderr
+    names = [c["name"] for c in running_stack.status()["components"]]
+    assert "worker-2" not in names and "worker-1" in names
+    assert not psutil.pid_exists(pid2) or psutil.Process(pid2).status() == psutil.STATUS_ZOMBIE
+
+
 @pytest.mark.parametrize("component", ["scheduler", "worker-1"])
 def test_sigkilled_component_is_restarted_healthy(running_stack, component):
     before = {c["name"]: c for c in running_stack.status()["components"]}[component]

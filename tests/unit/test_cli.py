@@ -109,3 +109,10 @@ def test_info_json(capsys):
                                            (3725, "1h02m")])
 def test_duration(seconds, text):
     assert cli._duration(seconds) == text
+
+
+@pytest.mark.parametrize("argv", [["manage", "scale"], ["manage", "scale", "--workers", "-1"],
+                                  ["manage", "scale", "--workers", "65"]])
+def test_scale_needs_a_worker_count_in_range(argv, capsys, tmp_path):
+    assert cli.main([*argv, "--home", str(tmp_path)]) == 1
+    assert "--workers N" in capsys.readouterr().err
