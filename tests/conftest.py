@@ -119,8 +119,11 @@ class RunningStack:
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:
-            last = predicate()
-            if last:
+            try:
+                last = predicate()
+            except requests.Timeout as exc:  # a loaded api-server: poll again until the deadline
+                last = exc
+            if last and not isinstance(last, Exception):
                 return last
             time.sleep(poll)
         raise AssertionError(f"timed out after {timeout} s waiting for {what}; last: {last!r}")

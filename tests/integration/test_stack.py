@@ -181,10 +181,10 @@ from airflow.sdk import dag, task
 def scale_fanout():
     @task
     def work(i):
-        time.sleep(2)
+        time.sleep(3)
         return i
 
-    work.expand(i=list(range(48)))
+    work.expand(i=list(range(24)))
 
 
 scale_fanout()
