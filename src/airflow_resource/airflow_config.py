@@ -132,6 +132,11 @@ def tuning(s: Settings) -> dict[str, str]:
         # Task processes' calls to the Execution API: a loaded 2-core machine answers some in more than
         # Airflow's 5 s, and a retried start of a task that did start fails the task.
         "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": str(EXECUTION_API_TIMEOUT_S),
+        # A task whose worker died stops heartbeating: fail it (and so retry it) after 60 s, not
+        # Airflow's 300 s; tasks of a dead scheduler are adopted after 30 s, not 300 s.
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "60",
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+        "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "30",
         "AIRFLOW__API__WORKERS": str(API_WORKERS),
         # Workers import the task runner and common operators once, before their pool forks.
         "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "airflow_resource.celery_config.CELERY_CONFIG",
