@@ -31,6 +31,8 @@ Usage examples:
   ./cli.sh content list                      DAGs, last runs, import errors
   ./cli.sh content execute example_etl --wait   trigger, follow each task, exit 0 on success
   ./cli.sh dags test example_etl             run a DAG in-process, no stack needed
+  ./cli.sh backup create --passphrase-file pw   database, DAGs, plugins, config, encrypted secrets
+  ./cli.sh backup restore FILE --passphrase-file pw   into a stopped or fresh home
   ./cli.sh manage stop                       stop everything; no process is left
   ./cli.sh test all                          unit, smoke and integration tests
   APACHE_AIRFLOW_HOME=/tmp/af APACHE_AIRFLOW_API_PORT=58080 ./cli.sh manage start
@@ -230,6 +232,78 @@ def cmd_dags(args: argparse.Namespace) -> int:
     raise CommandError(f"unknown dags action {action}")
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    from airflow_resource import backup
+
+    s = _settings(args, running=True)
+    if args.action == "create":
+        return _backup_create(args, s)
+    if args.action == "list":
+        rows = backup.list_archives(s.backups_dir)
+        if args.json or args.format == "json":
+            printer.emit_json(rows)
+        elif rows:
+            printer.table(["file", "created", "kind", "size", "airflow", "contents"], [
+                [Path(r["file"]).name, r.get("created", "-"), r.get("kind", "-"), backup.human_size(r["size"]),
+                 r.get("airflow_version", "-"), _contents(r)] for r in rows], title=f"backups in {s.backups_dir}")
+        else:
+            printer.info(f"no backups in {s.backups_dir}; make one with: ./cli.sh backup create")
+        return 0 if rows else EXIT_ALREADY
+    if not args.file:
+        raise CommandError("backup restore needs the archive", "e.g. ./cli.sh backup restore <home>/backups/FILE")
+    from airflow_resource import restore
+
+    started = time.monotonic()
+    manifest = restore.restore(s, Path(args.file), _path(args.passphrase_file), args.force)
+    printer.ok(f"restored {Path(args.file).name} (made {manifest['created']}) into {s.home} "
+               f"in {time.monotonic() - started:.1f} s")
+    printer.info("start it with: ./cli.sh manage start")
+    return 0
+
+
+def _path(value: str | None) -> Path | None:
+    return Path(value) if value else None
+
+
+def _contents(row: dict[str, Any]) -> str:
+    if "error" in row:
+        return f"[red]{row['error']}[/]"
+    c = row["contents"]
+    return (f"db {'+'.join(c['databases'])}, {c['dags']} dag file(s), {c['plugins']} plugin file(s), "
+            f"{'+'.join(c['config'])}, secrets {c['secrets']}")
+
+
+def _backup_create(args: argparse.Namespace, s: Any) -> int:
+    from airflow_resource import archive, backup, secrets, stack, system
+
+    running = stack.is_running(s)
+    if not running and stack.stack_processes(s):
+        raise CommandError(f"the stack in {s.home} is partly running (supervisord is gone, components are not)",
+                           "run `manage stop` first, then back up the stopped stack")
+    sec = secrets.load(s.secrets_file)
+    if sec is None:
+        raise CommandError(f"nothing installed in {s.home}: nothing to back up", "`manage start` installs and starts it")
+    passphrase = None
+    if not args.no_secrets:
+        passphrase = archive.read_passphrase(_path(args.passphrase_file), configured=s.backup_passphrase_file)
+        if passphrase is None:
+            raise CommandError("the secrets are encrypted with a passphrase: none given",
+                               f"give --passphrase-file FILE, set {archive.PASSPHRASE_ENV} or the setting "
+                               "backup_passphrase_file, "
+                               "or leave the secrets out with --no-secrets")
+    who = system.run_as(s.service_user)
+    if not args.output:
+        backup.make_folder(s, who)
+    if not running:
+        printer.step("the stack is stopped: starting its PostgreSQL alone, on a private port, for the dump")
+    started = time.monotonic()
+    dest, manifest = backup.create(s, sec, who, running, passphrase, _path(args.output))
+    printer.ok(f"backup written in {time.monotonic() - started:.1f} s: {dest} ({backup.human_size(dest.stat().st_size)}, "
+               f"secrets {manifest['contents']['secrets']})")
+    printer.info(str(dest))
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from airflow_resource import bench
 
@@ -266,7 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="resource-apache-airflow",
         description="Run a real Apache Airflow 3 stack (PostgreSQL, Redis, Celery, supervised) with one command.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Available commands: help, info, manage, status, logs, credentials, content, dags, bench, test",
+        epilog="Available commands: help, info, manage, status, logs, credentials, content, dags, backup, bench, test",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="Available commands", parser_class=_Parser)
@@ -343,6 +417,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--file", help="test: a DAG file to test instead of the dags folder")
     p.add_argument("--wait", action="store_true", help="clear/backfill: follow until done")
     p.add_argument("--timeout", type=int, help="seconds to wait (600)")
+
+    p = command("backup", cmd_backup, "back up and restore the database, DAGs, plugins, config and secrets")
+    p.add_argument("action", choices=("create", "list", "restore"))
+    p.add_argument("file", nargs="?", help="restore: the archive")
+    p.add_argument("--output", help="create: the archive to write (default <home>/backups/airflow-backup-<time>.tar.gz)")
+    secrets_arg = p.add_mutually_exclusive_group()
+    secrets_arg.add_argument("--no-secrets", action="store_true", help="create: leave secrets.env out of the archive")
+    secrets_arg.add_argument("--passphrase-file", metavar="FILE",
+                             help="the passphrase that encrypts (create) or decrypts (restore) the secrets; "
+                             "default: APACHE_AIRFLOW_BACKUP_PASSPHRASE, then the backup_passphrase_file setting")
+    p.add_argument("--force", action="store_true", help="restore: replace the database a stopped home already holds")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--json", action="store_true", help="same as --format json")
 
     p = command("bench", cmd_bench, "benchmark a fresh stack in a temporary home: starts, latency, throughput, memory")
     p.add_argument("--quick", action="store_true", help="small sizes: proves the harness works (used in CI)")

@@ -79,6 +79,12 @@ def build(s: Settings, sec: Secrets, pg_bindir: str = "", redis_server: str = ""
             env={"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(log_port)},
             stop_timeout=AIRFLOW_STOP_TIMEOUT_S,  # Celery's warm shutdown lets running tasks finish
         ))
+    if s.backup_interval_minutes:
+        # Scheduled backups (backup_schedule.py): it archives the whole secrets.env, so it gets every secret.
+        comps.append(Component(
+            "backup", (str(s.venv / "bin" / "python"), "-m", "airflow_resource.backup_schedule", "--home", str(s.home)),
+            Probe("backup_schedule", str(s.backup_status_file)), EDGE, airflow=False, env=sec.as_env(),
+        ))
     comps.append(Component(
         "flower", (airflow, "celery", "flower"),
         Probe("http", f"http://127.0.0.1:{s.flower_port}/healthcheck", sec.flower_password, s.admin_user),

@@ -7,7 +7,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from airflow_resource import airflow_config, printer
+from airflow_resource import airflow_config, printer, system
 from airflow_resource.errors import CommandError
 from airflow_resource.secrets import Secrets, write_private
 from airflow_resource.settings import Settings
@@ -68,7 +68,7 @@ def is_initialised(s: Settings) -> bool:
 def check_data_version(s: Settings, pg_bindir: Path) -> None:
     """Refuse a data directory written by another PostgreSQL major version."""
     data_version = (s.postgres_dir / "PG_VERSION").read_text().strip()
-    server_version = pg_bindir.parent.name if pg_bindir.parent.name.isdigit() else None
+    server_version = system.pg_major(pg_bindir)
     if server_version and server_version != data_version:
         raise CommandError(
             f"{s.postgres_dir} holds PostgreSQL {data_version} data, but this machine runs PostgreSQL {server_version}",

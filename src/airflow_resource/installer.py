@@ -115,7 +115,7 @@ def layout(s: Settings, who: system.RunAs) -> None:
     for d in (s.airflow_home, s.dags_dir, s.plugins_dir, s.logs_dir, s.component_logs_dir,
               s.logs_dir / "tasks", s.data_dir, s.run_dir):
         system.make_dir(d, who)
-    for d in (s.redis_dir,):
+    for d in (s.redis_dir, s.backups_dir):
         system.make_dir(d, who, 0o700)
 
 
@@ -137,7 +137,8 @@ def install_example_dags(s: Settings, who: system.RunAs) -> list[str]:
     return copied
 
 
-def install(s: Settings, force: bool = False) -> None:
+def install(s: Settings, force: bool = False, examples: bool = True) -> None:
+    """examples=False: a restored home keeps exactly the DAGs of its backup."""
     if is_installed(s) and not force:
         raise AlreadySo(f"already installed in {s.home}", "`manage start` starts it; `manage install --force` re-runs every step")
     check_home_owner(s)
@@ -156,7 +157,7 @@ def install(s: Settings, force: bool = False) -> None:
             datastores.check_data_version(s, pg_bindir)
         else:
             datastores.initdb(s, sec, who, pg_bindir)
-    copied = install_example_dags(s, who)
+    copied = install_example_dags(s, who) if examples else []
     if copied:
         printer.ok(f"example DAGs in {s.dags_dir}: {', '.join(c for c in copied if c.endswith('.py'))}")
     marker(s).write_text(json.dumps({"airflow": AIRFLOW_VERSION, "installed_at": time.time(),
@@ -164,7 +165,7 @@ def install(s: Settings, force: bool = False) -> None:
     printer.ok(f"installed in {s.home} ({time.monotonic() - started:.0f} s)")
 
 
-KEEP_ON_UNINSTALL = ("postgres", "redis", "dags", "plugins", "data", "logs", "secrets.env", "resource.toml")
+KEEP_ON_UNINSTALL = ("postgres", "redis", "dags", "plugins", "data", "logs", "backups", "secrets.env", "resource.toml")
 
 
 def uninstall(s: Settings, keep_data: bool) -> None:

@@ -171,10 +171,22 @@ def _celery(p: Probe, ctx: ProbeContext) -> tuple[bool, str]:
     return False, "no answer to celery ping"
 
 
+def _backup_schedule(p: Probe, _: ProbeContext) -> tuple[bool, str]:
+    """The scheduled backup's own report (run/backup-schedule.json): healthy unless the last try failed."""
+    with open(p.target) as f:
+        report = json.load(f)
+    if report.get("last_error"):
+        return False, f"last backup failed at {report.get('last_error_at')}: {report['last_error']}"
+    last = report.get("last_ok")
+    done = f"last {last['file']} at {last['at']}; " if last else ""
+    return True, f"{done}next at {report.get('next_due')}"
+
+
 PROBES: dict[str, Callable[[Probe, ProbeContext], tuple[bool, str]]] = {
     "postgres": _postgres,
     "redis": _redis,
     "api": _api,
     "http": _http_ok,
     "celery": _celery,
+    "backup_schedule": _backup_schedule,
 }

@@ -119,6 +119,13 @@ def ensure(path: Path, environ: Mapping[str, str] | None = None) -> tuple[Secret
     return s, True
 
 
+def from_mapping(values: Mapping[str, str]) -> Secrets | None:
+    """Secrets from APACHE_AIRFLOW_* names (a component's environment, a restored secrets.env); None when
+    one is missing."""
+    found = {f.name: values.get(Secrets.env_name(f.name), "") for f in fields(Secrets)}
+    return Secrets(**found) if all(found.values()) else None
+
+
 def placeholder() -> Secrets:
     """Empty secrets, for deriving what needs none (the component table's ports)."""
     return Secrets(**{f.name: "" for f in fields(Secrets)})

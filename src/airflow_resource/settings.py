@@ -72,6 +72,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("service_user", str, "airflow", "Unprivileged user the components run as when the CLI runs as root."),
     Setting("admin_user", str, "admin", "User name of the generated UI/REST admin."),
     Setting("base_url", str, "", "Public base URL of the UI when behind a proxy (e.g. http://host/airflow)."),
+    Setting("backup_interval_minutes", int, 0, "Minutes between scheduled backups into <home>/backups (0: no schedule).",
+            minimum=0, maximum=525600),
+    Setting("backup_keep", int, 7, "Scheduled backups kept; older scheduled ones are deleted (manual ones never).",
+            minimum=1, maximum=10000),
+    Setting("backup_passphrase_file", str, "", "File with the passphrase that encrypts the secrets in scheduled "
+            "backups (readable by the service user); empty: scheduled backups leave the secrets out."),
 )
 BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -97,6 +103,9 @@ class Settings:
     service_user: str
     admin_user: str
     base_url: str
+    backup_interval_minutes: int
+    backup_keep: int
+    backup_passphrase_file: str
     # Airflow options the user sets (AIRFLOW__SECTION__KEY -> value), from resource.toml's [airflow]
     # tables and AIRFLOW__* in the environment; airflow_config checks them against what the stack owns.
     airflow_options: dict[str, str] = field(default_factory=dict)
@@ -134,6 +143,14 @@ class Settings:
     @property
     def run_dir(self) -> Path:
         return self.home / "run"
+
+    @property
+    def backups_dir(self) -> Path:
+        return self.home / "backups"
+
+    @property
+    def backup_status_file(self) -> Path:
+        return self.run_dir / "backup-schedule.json"
 
     @property
     def secrets_file(self) -> Path:

@@ -117,6 +117,7 @@ def write_configs(st: Stack) -> None:
         datastores.write_redis_conf(s, st.sec, st.who)
     supervisor.write_launcher(s)
     system.make_dir(s.run_dir / "env", st.who, 0o700)
+    system.make_dir(s.backups_dir, st.who, 0o700)  # the backup component writes and prunes there
     airflow_env = st.airflow_env()
     root = system.is_root()
     for c in st.comps:

@@ -87,6 +87,11 @@ def pg_bindir() -> Path | None:
     return None
 
 
+def pg_major(pg_bindir: Path) -> str | None:
+    """The PostgreSQL major version of Debian's /usr/lib/postgresql/<major>/bin, None elsewhere."""
+    return pg_bindir.parent.name if pg_bindir.parent.name.isdigit() else None
+
+
 def _version_key(path: str) -> tuple[int, ...]:
     part = Path(path).parent.name
     return tuple(int(x) for x in part.split(".") if x.isdigit()) or (0,)
@@ -135,6 +140,13 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
         except OSError:
             return True
     return False
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on now (the kernel's pick)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
 
 
 def who_listens(port: int) -> str:
