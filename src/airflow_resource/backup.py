@@ -64,10 +64,17 @@ def _mask_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:********@{host}"))
 
 
+SECRET_WORDS = ("PASSWORD", "SECRET", "TOKEN", "KEY", "CONN")  # Airflow options whose value is likely a secret
+
+
 def effective_settings(s: Settings) -> dict[str, Any]:
+    """The settings for reference, with passwords in URLs and secret-looking Airflow options masked."""
     data = s.to_json()
     for key in ("postgres_url", "redis_url"):
         data[key] = _mask_url(data[key])
+    options = data.get("airflow_options") or {}
+    data["airflow_options"] = {k: "********" if any(w in k.upper() for w in SECRET_WORDS) else v
+                               for k, v in options.items()}
     return data
 
 

@@ -177,6 +177,14 @@ def test_create_holds_databases_files_config_and_encrypted_secrets(installed, se
     assert not list(s.backups_dir.glob(".backup-*"))  # the staging folder is gone
 
 
+def test_effective_settings_mask_passwords_and_secret_looking_airflow_options(make_settings):
+    s = make_settings(environ={"AIRFLOW__SMTP__SMTP_PASSWORD": "smtp-pw", "AIRFLOW__CORE__PARALLELISM": "64"},
+                      redis_url="redis://:rpw@cache:6379/0")
+    data = backup.effective_settings(s)
+    assert data["airflow_options"] == {"AIRFLOW__SMTP__SMTP_PASSWORD": "********", "AIRFLOW__CORE__PARALLELISM": "64"}
+    assert "rpw" not in json.dumps(data) and "smtp-pw" not in json.dumps(data)
+
+
 def test_create_without_passphrase_leaves_the_secrets_out(installed, sec):
     s, _ = installed
     dest, m = backup.create(s, sec, None, running=True, passphrase=None, kind=backup.SCHEDULED)  # type: ignore[arg-type]
