@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_resource import archive, backup, backup_schedule, components, probes, restore, secrets
+from airflow_resource import archive, backup, backup_schedule, cli, components, probes, restore, secrets
 from airflow_resource.errors import CommandError
 
 pytestmark = pytest.mark.unit
@@ -285,3 +285,27 @@ def test_secrets_from_mapping_needs_every_secret(sec):
     partial = dict(sec.as_env())
     partial.pop("APACHE_AIRFLOW_JWT_SECRET")
     assert secrets.from_mapping(partial) is None
+
+
+# ---------------------------------------------------------------- the commands' own refusals
+
+def test_no_secrets_and_a_passphrase_file_exclude_each_other(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["backup", "create", "--no-secrets", "--passphrase-file", "pw"])
+    assert exc.value.code == 1 and "not allowed with" in capsys.readouterr().err
+
+
+def test_list_of_an_empty_home_exits_2_and_json_is_an_empty_list(home, clean_environ, capsys):
+    assert cli.main(["backup", "list", "--home", str(home), "--format", "json"]) == 2
+    assert json.loads(capsys.readouterr().out) == []
+
+
+def test_create_in_a_home_never_installed_is_refused(home, clean_environ, capsys):
+    assert cli.main(["backup", "create", "--home", str(home), "--no-secrets"]) == 1
+    assert "nothing installed" in capsys.readouterr().err
+    assert list(home.iterdir()) == []
+
+
+def test_restore_of_a_missing_archive_names_it(home, clean_environ, capsys):
+    assert cli.main(["backup", "restore", str(home / "nope.tar.gz"), "--home", str(home)]) == 1
+    assert "nope.tar.gz: no such archive" in capsys.readouterr().err
