@@ -205,14 +205,15 @@ def without_passphrase(env: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in env.items() if not k.startswith("APACHE_AIRFLOW_BACKUP_PASSPHRASE")}
 
 
-def test_create_can_leave_the_secrets_out(source, tmp_path):
-    out = tmp_path / "no-secrets.tar.gz"
+def test_create_can_leave_the_secrets_out(source, state, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bk") / "no-secrets.tar.gz"
     proc = source.cli("backup", "create", "--no-secrets", "--output", str(out), timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert manifest_of(out)["contents"]["secrets"] == "left out"
     assert not any(n.startswith("secrets/") for n in members_of(out))
     proc = source.cli("backup", "create", "--no-secrets", "--output", str(out), timeout=120)
     assert proc.returncode == 1 and "already exists" in proc.stderr
+    state["no_secrets"] = out
 
 
 def test_restore_into_the_running_stack_is_refused(source, state, passfile):
@@ -300,6 +301,33 @@ def test_restore_over_a_home_with_a_database_needs_force(source, state, passfile
     proc = source.cli("backup", "restore", str(state["archive"]), "--passphrase-file", str(passfile), timeout=120)
     assert proc.returncode == 1 and "--force" in proc.stderr
     assert home_state(source.home) == before
+
+
+def test_restore_without_secrets_into_a_fresh_home_is_refused(state):
+    home = make_home("af-bk-fresh-")
+    shutil.rmtree(home)
+    proc = cli(stack_env(home), "backup", "restore", str(state["no_secrets"]), timeout=300)
+    assert proc.returncode == 1 and "holds no secrets" in proc.stderr, proc.stderr
+    assert not home.exists()  # the fresh home it began is gone again
+
+
+def test_restore_with_force_replaces_the_stopped_home(source, state, tmp_path):
+    """An archive without secrets goes back into the home whose Fernet key made it; DAGs added since go."""
+    secrets_before = (source.home / "secrets.env").read_bytes()
+    added = source.home / "dags" / "added_after_the_backup.py"
+    added.write_text("# not in the archive\n")
+    proc = source.cli("backup", "restore", str(state["no_secrets"]), "--force", timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert not added.exists()
+    archived = {n[len("dags/"):] for n in members_of(state["no_secrets"]) if n.startswith("dags/")}
+    assert {str(p.relative_to(source.home / "dags")) for p in (source.home / "dags").rglob("*") if p.is_file()} == archived
+    assert (source.home / "secrets.env").read_bytes() == secrets_before
+    assert not list(source.home.glob(".*restore*")) and processes_of(source.home) == []
+    # The restored cluster starts with the home's secrets and holds the databases: a backup of it works.
+    out = tmp_path / "after.tar.gz"
+    proc = source.cli("backup", "create", "--no-secrets", "--output", str(out), timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert manifest_of(out)["contents"]["dags"] == manifest_of(state["no_secrets"])["contents"]["dags"]
 
 
 # ---------------------------------------------------------------- the round trip
