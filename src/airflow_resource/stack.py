@@ -210,8 +210,8 @@ def start_group(st: Stack, comps: list[Component]) -> None:
                                    f"read its log: resource-apache-airflow logs {c.name}") from None
 
 
-def migrate_and_admin(st: Stack) -> None:
-    """Migrate the metadata database once per Airflow version, and create the admin once."""
+def migrate(st: Stack) -> None:
+    """Migrate the metadata database once per Airflow version."""
     s = st.s
     if s.embedded_postgres:
         datastores.ensure_roles_and_databases(s, st.sec)
@@ -225,19 +225,25 @@ def migrate_and_admin(st: Stack) -> None:
                                "fix the error above, then run `manage start` again")
         migrated.write_text(f"{time.time()}\n")
         printer.ok(f"metadata database migrated ({time.monotonic() - t:.1f} s)")
+
+
+def create_admin(st: Stack) -> None:
+    """Create the admin once (a one-off process; it needs the migrated database, not the servers)."""
+    s = st.s
     admin_marker = s.airflow_home / f".admin-{s.admin_user}"
-    if not admin_marker.exists():
-        t = time.monotonic()
-        source = (Path(__file__).parent / "admin_user.py").read_text()
-        proc = st.run_airflow(
-            [str(s.venv / "bin" / "python"), "-"], ADMIN_TIMEOUT_S, stdin=source,
-            extra_env={"APACHE_AIRFLOW_ADMIN_USER": s.admin_user, "APACHE_AIRFLOW_ADMIN_PASSWORD": st.sec.admin_password},
-        )
-        if proc.returncode != 0:
-            raise CommandError("creating the admin user failed:\n" + (proc.stderr or proc.stdout).strip()[-2000:],
-                               "fix the error above, then run `manage start` again")
-        admin_marker.write_text(f"{time.time()}\n")
-        printer.ok(f"admin user {s.admin_user} ready ({time.monotonic() - t:.1f} s)")
+    if admin_marker.exists():
+        return
+    t = time.monotonic()
+    source = (Path(__file__).parent / "admin_user.py").read_text()
+    proc = st.run_airflow(
+        [str(s.venv / "bin" / "python"), "-"], ADMIN_TIMEOUT_S, stdin=source,
+        extra_env={"APACHE_AIRFLOW_ADMIN_USER": s.admin_user, "APACHE_AIRFLOW_ADMIN_PASSWORD": st.sec.admin_password},
+    )
+    if proc.returncode != 0:
+        raise CommandError("creating the admin user failed:\n" + (proc.stderr or proc.stdout).strip()[-2000:],
+                           "fix the error above, then run `manage start` again")
+    admin_marker.write_text(f"{time.time()}\n")
+    printer.ok(f"admin user {s.admin_user} ready ({time.monotonic() - t:.1f} s)")
 
 
 def start(s: Settings, timeout: float, wait: bool = True) -> Stack:
@@ -267,7 +273,10 @@ def start(s: Settings, timeout: float, wait: bool = True) -> Stack:
     if data:
         start_group(st, data)
         wait_ready(st, data, deadline, " ".join(c.name for c in data))
-    migrate_and_admin(st)
+    migrate(st)
+    # Before the servers: the api-server and this one-off process would both sync FAB's roles.
+    create_admin(st)
+    # Group by group: the api-server's two workers already keep both cores busy while it starts.
     deadline = time.monotonic() + timeout
     for group in groups:
         if group[0].priority == components.DATA:
