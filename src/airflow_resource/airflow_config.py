@@ -10,6 +10,7 @@ import dataclasses
 import os
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from airflow_resource import alerts
 from airflow_resource.errors import CommandError
 from airflow_resource.secrets import Secrets
 from airflow_resource.settings import Settings
@@ -76,7 +77,9 @@ def airflow_env(s: Settings, sec: Secrets) -> dict[str, str]:
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
         "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": "127.0.0.1",
         "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(s.scheduler_health_port),
-        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(s.logs_dir / "tasks"),
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(s.task_logs_dir),
+        # Beside the task logs (Airflow's default is under AIRFLOW_HOME), so retention covers both.
+        "AIRFLOW__LOGGING__DAG_PROCESSOR_CHILD_PROCESS_LOG_DIRECTORY": str(s.dag_processor_logs_dir),
         "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(s.log_server_port),
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(s.log_server_port + 1),
         # Metrics: statsd over loopback UDP to the metrics component, which serves them on /metrics.
@@ -90,6 +93,8 @@ def airflow_env(s: Settings, sec: Secrets) -> dict[str, str]:
     }
     if s.base_url:
         env["AIRFLOW__API__BASE_URL"] = s.base_url
+    if s.alert_webhook_url:  # the listener plugin and the deadline callback spool alerts here
+        env[alerts.SPOOL_ENV] = str(s.alerts_dir)
     check_options(s, env)
     env.update(tuning(s))
     env.update(s.airflow_options)

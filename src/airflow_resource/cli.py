@@ -27,6 +27,8 @@ Usage examples:
   ./cli.sh status --format json              the same for programs (top-level running/healthy)
   ./cli.sh credentials --show-secrets        UI/REST admin, PostgreSQL, Redis and Flower logins
   ./cli.sh logs scheduler --tail 100         one component's log (--follow to stream)
+  ./cli.sh logs search 'ValueError' --since 2h --state failed   find a line in the task logs
+  ./cli.sh logs task my_dag RUN_ID my_task --follow              one task's log while it runs
   ./cli.sh content add --file my_dag.py      validate, place atomically, wait until registered
   ./cli.sh content list                      DAGs, last runs, import errors
   ./cli.sh content execute example_etl --wait   trigger, follow each task, exit 0 on success
@@ -48,8 +50,11 @@ def _settings(args: argparse.Namespace, running: bool = False):
         key, sep, value = item.partition("=")
         key = key.strip().replace("-", "_").lower()
         if not sep or key not in settings.BY_NAME:
-            raise CommandError(f"--set {item!r}: expected KEY=VALUE with a known key",
+            raise CommandError(f"--set {key or item!r}: expected KEY=VALUE with a known key",
                                f"known keys: {', '.join(settings.BY_NAME)}")
+        if settings.BY_NAME[key].secret:  # a command line is visible in ps and shell history
+            raise CommandError(f"--set {key}: this setting may hold a credential and is not taken from a command line",
+                               f"set {settings.BY_NAME[key].env} in the environment or {key} in resource.toml")
         flags[key] = value
     return settings.for_running_stack(flags) if running else settings.resolve(flags)
 
@@ -126,7 +131,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from airflow_resource import stack
 
     s = _settings(args, running=True)
-    report = stack.status(s)
+    report = stack.status(s, verbose=args.verbose)
     fmt = "json" if args.json else args.format
     if fmt == "json":
         printer.emit_json(report)
@@ -152,9 +157,41 @@ def cmd_status(args: argparse.Namespace) -> int:
             for c in report["components"]:
                 if not c["healthy"]:
                     printer.info(f"  {c['name']}: {c['last_error'] or c['detail']}")
+        if "pipelines" in report:
+            _print_pipelines(report["pipelines"])
     if not report["running"]:
         return EXIT_ALREADY
     return 0 if report["healthy"] else EXIT_ERROR
+
+
+def _print_pipelines(p: dict[str, Any]) -> None:
+    from rich.markup import escape
+
+    if p.get("error"):
+        printer.info(f"[red]pipelines: {escape(p['error'])}[/]")
+    queues = p.get("queue_depth")
+    depth = ", ".join(f"{q} {n}" for q, n in queues.items()) if queues else "unknown"
+    tis = p.get("task_instances") or {}
+    counts = ", ".join(f"{n} {st.replace('_', ' ')}" for st, n in tis.items() if n is not None) or "unknown"
+    printer.info(f"queue depth (Celery, waiting): {depth}")
+    printer.info(f"task instances: {counts}")
+    imports = p.get("import_errors") or {}
+    printer.info(f"DAG import errors: {imports.get('count', 'unknown')}")
+    for e in imports.get("errors", []):
+        printer.info(f"  [red]{escape(str(e['file']))}[/]: {escape(e['error'])}")
+    failures = p.get("last_failures")
+    if failures:
+        printer.info("last failed tasks:")
+        for f in failures:
+            task = f["task_id"] + (f"[{f['map_index']}]" if f.get("map_index", -1) >= 0 else "")
+            printer.info(f"  {escape(str(f.get('end_date') or '-'))[:19]}  {escape(f['dag_id'])} / "
+                         f"{escape(f['run_id'])} / {escape(task)} / try {f.get('try_number')}")
+            printer.info(f"    [dim]./cli.sh logs task {escape(f['dag_id'])} {escape(f['run_id'])} {escape(f['task_id'])}"
+                         f"{' --map-index ' + str(f['map_index']) if f.get('map_index', -1) >= 0 else ''}[/]")
+    elif failures is not None:
+        printer.info("last failed tasks: none")
+    for what, err in (p.get("errors") or {}).items():
+        printer.info(f"[yellow]{what}: {escape(err)}[/]")
 
 
 def _duration(seconds: int | None) -> str:
@@ -168,7 +205,25 @@ def _duration(seconds: int | None) -> str:
 def cmd_logs(args: argparse.Namespace) -> int:
     from airflow_resource import logs
 
-    return logs.show(_settings(args, running=True), args.component, args.tail, args.follow)
+    s = _settings(args, running=True)
+    verb, rest = (args.words[0], args.words[1:]) if args.words else (None, [])
+    fmt = "json" if args.json else args.format
+    if verb == "search":
+        if len(rest) != 1:
+            raise CommandError("logs search takes one PATTERN", "e.g. ./cli.sh logs search 'ValueError' --dag my_dag "
+                               "--since 2h (quote a pattern with spaces)")
+        return logs.search(s, rest[0], dag=args.dag, task=args.task, run=args.run, since=args.since,
+                           state=args.state, components=args.component, ignore_case=args.ignore_case,
+                           limit=args.limit, fmt=fmt)
+    if verb == "task":
+        if len(rest) != 3:
+            raise CommandError("logs task takes DAG RUN TASK",
+                               "e.g. ./cli.sh logs task example_bash manual__2026-11-25T10:00:00+00:00 say_hello")
+        return logs.task_log(s, *rest, try_number=args.try_number, map_index=args.map_index, follow=args.follow)
+    if len(args.words) > 1:
+        raise CommandError(f"logs takes one COMPONENT, got {' '.join(args.words)}",
+                           "or: logs search PATTERN, logs task DAG RUN TASK")
+    return logs.show(s, verb, args.tail, args.follow)
 
 
 def cmd_credentials(args: argparse.Namespace) -> int:
@@ -371,11 +426,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="same as --format json")
     p.add_argument("--fast", action="store_true", help="accepted for the contract; status is always fast")
 
-    p = command("logs", cmd_logs, "component logs (supervisord's rotated files)")
-    p.add_argument("component", nargs="?", help="one component (default: every component)")
+    p = command("logs", cmd_logs, "component logs; search task logs; one task's log")
+    p.add_argument("words", nargs="*", metavar="COMPONENT | search PATTERN | task DAG RUN TASK",
+                   help="a component's log (default: every component); `search PATTERN`: a regular expression "
+                        "in task logs; `task DAG RUN TASK`: one task's log")
     p.add_argument("--tail", type=int, default=50, help="lines from the end (default 50)")
-    p.add_argument("--follow", "-f", action="store_true", help="keep printing new lines")
-    p.add_argument("--since", help="accepted for the contract")
+    p.add_argument("--follow", "-f", action="store_true",
+                   help="keep printing new lines; task: until the task instance is finished")
+    p.add_argument("--since", help="search: only logs written since, e.g. 30m, 2h, 3d or 2026-11-25T08:00 (UTC)")
+    p.add_argument("--dag", help="search: only this DAG")
+    p.add_argument("--run", help="search: only this run id")
+    p.add_argument("--task", help="search: only this task id")
+    p.add_argument("--state", help="search: only task instances now in this state (e.g. failed), from the REST API")
+    p.add_argument("--component", action="append", metavar="NAME",
+                   help="search: component logs instead of task logs (repeatable; `all` for every one)")
+    p.add_argument("--ignore-case", "-i", action="store_true", help="search: ignore case")
+    p.add_argument("--limit", type=int, default=1000, help="search: stop after this many matches (default 1000)")
+    p.add_argument("--try", dest="try_number", type=int, help="task: this try (default: the latest)")
+    p.add_argument("--map-index", type=int, default=-1, help="task: the mapped instance")
+    p.add_argument("--format", choices=("text", "json"), default="text", help="search: json for programs")
+    p.add_argument("--json", action="store_true", help="same as --format json")
 
     p = command("credentials", cmd_credentials, "logins of the UI/REST API, PostgreSQL, Redis, Flower")
     p.add_argument("--format", choices=("text", "json", "env"), default="text")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from airflow_resource import airflow_config, datastores, metrics
+from airflow_resource import airflow_config, alerts, datastores, metrics
 from airflow_resource.probes import Probe
 from airflow_resource.secrets import Secrets
 from airflow_resource.settings import Settings
@@ -90,7 +91,21 @@ def build(s: Settings, sec: Secrets, pg_bindir: str = "", redis_server: str = ""
         Probe("http", f"http://127.0.0.1:{s.flower_port}/healthcheck", sec.flower_password, s.admin_user),
         EDGE, s.flower_port,
     ))
+    # Alert delivery and log retention (housekeeper.py). The webhook URL may hold a token: env file only.
+    comps.append(Component(
+        "housekeeper",
+        (str(s.venv / "bin" / "python"), "-m", "airflow_resource.housekeeper",
+         "--alerts-dir", str(s.alerts_dir), "--task-logs", str(s.task_logs_dir),
+         "--dag-processor-logs", str(s.dag_processor_logs_dir), "--retention-days", str(s.log_retention_days),
+         "--ui-url", s.base_url or s.api_url, "--heartbeat", str(housekeeper_heartbeat(s))),
+        Probe("heartbeat_file", str(housekeeper_heartbeat(s))), EDGE, airflow=False,
+        env={alerts.WEBHOOK_ENV: s.alert_webhook_url} if s.alert_webhook_url else {},
+    ))
     return comps
+
+
+def housekeeper_heartbeat(s: Settings) -> Path:
+    return s.run_dir / "housekeeper.heartbeat"
 
 
 def by_name(comps: list[Component]) -> dict[str, Component]:

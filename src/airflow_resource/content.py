@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator
 from urllib.parse import quote
 
-from airflow_resource import printer, stack, system
+from airflow_resource import printer, stack, system, tasklogs
 from airflow_resource.api import AirflowAPI, APIError
 from airflow_resource.errors import AlreadySo, CommandError
 from airflow_resource.settings import Settings
@@ -204,11 +204,11 @@ def list_dags(s: Settings, text_filter: str | None) -> dict[str, Any]:
             "tags": [t["name"] for t in d.get("tags", [])],
         })
     return {"dags": out, "import_errors": [
-        {"file": e.get("filename"), "error": _last_line(e.get("stack_trace")), "stack_trace": e.get("stack_trace")}
+        {"file": e.get("filename"), "error": last_line(e.get("stack_trace")), "stack_trace": e.get("stack_trace")}
         for e in errors]}
 
 
-def _last_line(text: str | None) -> str:
+def last_line(text: str | None) -> str:
     lines = (text or "").strip().splitlines()
     return lines[-1] if lines else ""
 
@@ -419,14 +419,7 @@ def task_log(api: AirflowAPI, dag_id: str, run_id: str, task_id: str, try_number
     lines = []
     for item in content if isinstance(content, list) else [content]:
         if isinstance(item, dict):
-            event = item.get("event") or ""
-            ts = item.get("timestamp", "")
-            level = item.get("level", "")
-            lines.append(f"{ts} {level} {event}".strip())
-            for exc in item.get("error_detail") or []:  # structured exceptions: show them as Python would
-                for frame in exc.get("frames") or []:
-                    lines.append(f'    File "{frame.get("filename")}", line {frame.get("lineno")}, in {frame.get("name")}')
-                lines.append(f"  {exc.get('exc_type')}: {exc.get('exc_value')}")
+            lines += tasklogs.render(item)
         elif item:
             lines.append(str(item))
     return "\n".join(lines)

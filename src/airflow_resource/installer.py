@@ -113,7 +113,7 @@ def layout(s: Settings, who: system.RunAs) -> None:
     os.chmod(s.home, 0o755)
     system.check_traversable(s.home, who)
     for d in (s.airflow_home, s.dags_dir, s.plugins_dir, s.logs_dir, s.component_logs_dir,
-              s.logs_dir / "tasks", s.data_dir, s.run_dir):
+              s.task_logs_dir, s.data_dir, s.run_dir):
         system.make_dir(d, who)
     for d in (s.redis_dir, s.backups_dir):
         system.make_dir(d, who, 0o700)

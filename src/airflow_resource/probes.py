@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import threading
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -104,6 +106,8 @@ class Probe:
         try:
             if self.kind == "health_key":
                 return _health_key(self, ctx, started_at)
+            if self.kind == "heartbeat_file":
+                return _heartbeat_file(self, started_at)
             return PROBES[self.kind](self, ctx)
         except Exception as exc:  # noqa: BLE001 - a failing probe is a state, not a crash
             return False, _describe(exc)
@@ -155,6 +159,23 @@ def _health_key(p: Probe, ctx: ProbeContext, started_at: float | None = None) ->
     if started_at is not None and beat and datetime.fromisoformat(beat).timestamp() < started_at:
         return False, f"no heartbeat since the process started (last {beat})"
     return True, f"heartbeat {beat}"
+
+
+HEARTBEAT_FILE_STALE_S = 60.0  # the housekeeper touches its file every 10 s
+
+
+def _heartbeat_file(p: Probe, started_at: float | None = None, now: float | None = None) -> tuple[bool, str]:
+    """A loop that touches a file each pass: alive while the file is fresh and newer than the process."""
+    try:
+        mtime = os.stat(p.target).st_mtime
+    except FileNotFoundError:
+        return False, "no heartbeat yet"
+    age = (time.time() if now is None else now) - mtime
+    if started_at is not None and mtime < started_at:
+        return False, "no heartbeat since the process started"
+    if age > HEARTBEAT_FILE_STALE_S:
+        return False, f"last heartbeat {age:.0f} s ago"
+    return True, f"heartbeat {age:.0f} s ago"
 
 
 def _http_ok(p: Probe, _: ProbeContext) -> tuple[bool, str]:

@@ -29,6 +29,7 @@ class Setting:
     description: str
     minimum: int | None = None
     maximum: int | None = None
+    secret: bool = False  # may hold a credential: never taken from a command line
 
     @property
     def env(self) -> str:
@@ -78,6 +79,10 @@ SETTINGS: tuple[Setting, ...] = (
             minimum=1, maximum=10000),
     Setting("backup_passphrase_file", str, "", "File with the passphrase that encrypts the secrets in scheduled "
             "backups (readable by the service user); empty: scheduled backups leave the secrets out."),
+    Setting("log_retention_days", int, 30, "Days task logs and DAG-processor logs are kept (0: forever); "
+            "the housekeeper removes older ones hourly.", minimum=0, maximum=36500),
+    Setting("alert_webhook_url", str, "", "URL a JSON alert is POSTed to when a task or DAG run fails or a "
+            "DAG run misses its deadline (empty: no alerts). Environment or config file only.", secret=True),
 )
 BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -106,6 +111,8 @@ class Settings:
     backup_interval_minutes: int
     backup_keep: int
     backup_passphrase_file: str
+    log_retention_days: int
+    alert_webhook_url: str
     # Airflow options the user sets (AIRFLOW__SECTION__KEY -> value), from resource.toml's [airflow]
     # tables and AIRFLOW__* in the environment; airflow_config checks them against what the stack owns.
     airflow_options: dict[str, str] = field(default_factory=dict)
@@ -127,6 +134,20 @@ class Settings:
     @property
     def component_logs_dir(self) -> Path:
         return self.logs_dir / "components"
+
+    @property
+    def task_logs_dir(self) -> Path:
+        return self.logs_dir / "tasks"
+
+    @property
+    def dag_processor_logs_dir(self) -> Path:
+        """[logging] dag_processor_child_process_log_directory: the DAG processor's per-file parse logs."""
+        return self.logs_dir / "dag_processor"
+
+    @property
+    def alerts_dir(self) -> Path:
+        """Spool of failure alerts: outbox/ (written by Airflow's processes), sent/, failed/."""
+        return self.home / "alerts"
 
     @property
     def data_dir(self) -> Path:
@@ -377,3 +398,13 @@ def defaults_sh() -> str:
             continue
         lines.append(f'export {s.env}="${{{s.env}:-{s.default}}}"')
     return "\n".join(lines) + "\n"
+
+
+def write_config_files(config_dir: Path) -> None:
+    """Regenerate config/schema.json and config/defaults.sh from SETTINGS: python -m airflow_resource.settings"""
+    (config_dir / "schema.json").write_text(json.dumps(json_schema(), indent=2) + "\n")
+    (config_dir / "defaults.sh").write_text(defaults_sh())
+
+
+if __name__ == "__main__":
+    write_config_files(Path(__file__).resolve().parents[2] / "config")

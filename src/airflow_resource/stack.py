@@ -126,7 +126,28 @@ def write_configs(st: Stack) -> None:
                                   st.who.uid if root else None, st.who.gid if root else None)
     text = supervisor.render(s, st.comps, st.who.name if root else None)
     secrets_mod.write_private(s.supervisord_conf, text)
-    (s.home / EFFECTIVE_FILE).write_text(json.dumps(s.to_json(), indent=2) + "\n")
+    # Private: the settings include the alert webhook URL, which may hold a token.
+    secrets_mod.write_private(s.home / EFFECTIVE_FILE, json.dumps(s.to_json(), indent=2) + "\n")
+    install_alert_plugin(s, st.who)
+
+
+ALERT_PLUGIN_FILE = "resource_alerts.py"
+ALERT_PLUGIN_SOURCE = """\
+# Installed by the apache-airflow resource while an alert webhook is set (APACHE_AIRFLOW_ALERT_WEBHOOK_URL),
+# removed when none is. Do not edit: the listener is airflow_resource/alert_plugin.py.
+from airflow_resource.alert_plugin import ResourceAlertsPlugin  # noqa: F401
+"""
+
+
+def install_alert_plugin(s: Settings, who: system.RunAs) -> None:
+    """The listener plugin in the plugins folder, and the alert spool, exactly while a webhook is set."""
+    path = s.plugins_dir / ALERT_PLUGIN_FILE
+    if not s.alert_webhook_url:
+        path.unlink(missing_ok=True)
+        return
+    system.make_dir(s.alerts_dir, who, 0o750)
+    path.write_text(ALERT_PLUGIN_SOURCE)
+    path.chmod(0o644)
 
 
 def launch_supervisord(st: Stack) -> None:
@@ -471,8 +492,9 @@ def stop(s: Settings, timeout: float, force: bool = False) -> int:
 
 # ---------------------------------------------------------------- status
 
-def status(s: Settings) -> dict[str, Any]:
-    """Per-component state from supervisord plus a real probe, in parallel: answers in well under a second."""
+def status(s: Settings, verbose: bool = False) -> dict[str, Any]:
+    """Per-component state from supervisord plus a real probe, in parallel: answers in well under a second.
+    verbose: also what the pipelines are doing (activity.py), read while the probes run."""
     report: dict[str, Any] = {"resource": "apache-airflow", "home": str(s.home), "running": False,
                               "healthy": False, "airflow_version": AIRFLOW_VERSION, "ui": s.api_url,
                               "components": []}
@@ -482,10 +504,16 @@ def status(s: Settings) -> dict[str, Any]:
     infos = {i["name"]: i for i in st.rpc().getAllProcessInfo()}
     ctx = st.probe_context()
     now = time.time()
-    with ThreadPoolExecutor(max_workers=len(st.comps)) as pool:
+    with ThreadPoolExecutor(max_workers=len(st.comps) + 1) as pool:
+        if verbose:
+            from airflow_resource import activity
+
+            pipelines = pool.submit(activity.read, s, st.sec)
         probes = list(pool.map(lambda c: _probe(c, ctx, infos)
                                if infos.get(c.name, {}).get("statename") == "RUNNING" else (False, "not running"),
                                st.comps))
+        if verbose:
+            report["pipelines"] = pipelines.result()
     for c, (ok, detail) in zip(st.comps, probes):
         info = infos.get(c.name, {})
         running = info.get("statename") == "RUNNING"

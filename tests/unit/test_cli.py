@@ -59,7 +59,7 @@ def test_parser_defaults():
     assert args.action == "start" and args.func is cli.cmd_manage
     assert args.timeout is None and args.no_wait is False and args.force is False
     args = cli.PARSER.parse_args(["logs", "scheduler", "-f"])
-    assert (args.component, args.tail, args.follow) == ("scheduler", 50, True)
+    assert (args.words, args.tail, args.follow) == (["scheduler"], 50, True)
     args = cli.PARSER.parse_args(["credentials", "--show-secrets", "--format", "env"])
     assert args.show_secrets and args.format == "env"
     args = cli.PARSER.parse_args(["status", "--home", "/x", "--set", "a=1", "--set", "b=2", "-v"])
@@ -116,3 +116,20 @@ def test_duration(seconds, text):
 def test_scale_needs_a_worker_count_in_range(argv, capsys, tmp_path):
     assert cli.main([*argv, "--home", str(tmp_path)]) == 1
     assert "--workers N" in capsys.readouterr().err
+
+
+def test_set_refuses_a_secret_setting_and_does_not_echo_it(home, clean_environ, capsys):
+    url = "https://hooks.example/T0/secret-token"
+    assert cli.main(["status", "--home", str(home), "--set", f"alert_webhook_url={url}"]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert "not taken from a command line" in err and "APACHE_AIRFLOW_ALERT_WEBHOOK_URL" in err
+    assert "secret-token" not in err
+
+
+def test_logs_words_pick_search_task_or_a_component(home, clean_environ, capsys):
+    assert cli.main(["logs", "search", "--home", str(home)]) == EXIT_ERROR
+    assert "logs search takes one PATTERN" in capsys.readouterr().err
+    assert cli.main(["logs", "task", "a", "b", "--home", str(home)]) == EXIT_ERROR
+    assert "logs task takes DAG RUN TASK" in capsys.readouterr().err
+    assert cli.main(["logs", "scheduler", "worker-1", "--home", str(home)]) == EXIT_ERROR
+    assert "logs takes one COMPONENT" in capsys.readouterr().err

@@ -27,7 +27,7 @@ def names(comps):
 def test_embedded_stack_components_in_start_order(make_settings, sec):
     comps = build(make_settings(), sec)
     assert names(comps) == ["postgres", "redis", "metrics", "api-server", "scheduler", "dag-processor", "triggerer",
-                            "worker-1", "flower"]
+                            "worker-1", "flower", "housekeeper"]
     prios = [c.priority for c in comps]
     assert prios == sorted(prios)
 
@@ -107,7 +107,7 @@ def test_groups_order(make_settings, sec):
         ["postgres", "redis", "metrics"],
         ["api-server"],
         ["scheduler", "dag-processor", "triggerer", "worker-1", "worker-2"],
-        ["flower"],
+        ["flower", "housekeeper"],
     ]
     assert [g[0].group for g in groups] == ["data", "api", "core", "edge"]
     assert DATA < API < CORE < EDGE

@@ -25,12 +25,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summ
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from airflow_resource import broker
 from airflow_resource.metrics import BROKER_ENV, MAPPING_FILE, mapping
 from airflow_resource.metrics.mapping import COUNTER, GAUGE, OBSERVER, Mapper
 
 log = logging.getLogger("airflow_resource.metrics")
-CELERY_QUEUES = ("default",)          # Airflow's [operators] default_queue
-KOMBU_PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")  # kombu's Redis priority lists
 WORKER_PING_INTERVAL_S = 15.0
 UDP_BUFFER = 65535
 STATSD_TYPES = {"c": COUNTER, "g": GAUGE, "ms": OBSERVER, "h": OBSERVER, "d": OBSERVER}
@@ -161,8 +160,8 @@ class CeleryCollector(Collector):
         queue = GaugeMetricFamily("airflow_celery_queue_length", "Tasks waiting in the Celery broker queue.",
                                   labels=["queue"])
         try:
-            for q in CELERY_QUEUES:
-                queue.add_metric([q], float(sum(self.redis.llen(q + s) for s in KOMBU_PRIORITY_SUFFIXES)))
+            for q, length in broker.queue_lengths(self.redis).items():
+                queue.add_metric([q], float(length))
             yield queue
         except Exception as exc:  # noqa: BLE001 - broker down: no sample rather than a failed scrape
             log.debug("queue length unavailable: %s", exc)
