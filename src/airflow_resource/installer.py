@@ -165,7 +165,8 @@ def install(s: Settings, force: bool = False, examples: bool = True) -> None:
     printer.ok(f"installed in {s.home} ({time.monotonic() - started:.0f} s)")
 
 
-KEEP_ON_UNINSTALL = ("postgres", "redis", "dags", "plugins", "data", "logs", "backups", "secrets.env", "resource.toml")
+KEEP_ON_UNINSTALL = ("postgres", "redis", "dags", "plugins", "data", "logs", "backups", "alerts", "secrets.env",
+                     "resource.toml")
 
 
 def uninstall(s: Settings, keep_data: bool) -> None:
