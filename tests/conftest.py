@@ -149,9 +149,59 @@ def stop_and_remove(stack: RunningStack) -> None:
     shutil.rmtree(stack.home, ignore_errors=True)
 
 
+class WebhookReceiver:
+    """A real HTTP endpoint for failure alerts: answers the first POST with 500 (to prove the retry),
+    every later one with 200, and records each (arrival time, status answered, JSON body)."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.posts: list[tuple[float, int, dict]] = []
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with receiver._lock:
+                    status = 500 if not receiver.posts else 200
+                    try:
+                        data = json.loads(body)
+                    except ValueError:
+                        data = {"unparsable": body.decode(errors="replace")}
+                    receiver.posts.append((time.time(), status, data))
+                self.send_response(status)
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/airflow?token=test-secret-token"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def delivered(self, event: str, **fields) -> list[tuple[float, dict]]:
+        """Bodies of `event` answered 200 whose fields equal the given ones."""
+        with self._lock:
+            return [(t, d) for t, status, d in self.posts if status == 200 and d.get("event") == event
+                    and all(d.get(k) == v for k, v in fields.items())]
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
 @pytest.fixture(scope="session")
-def running_stack():
-    """One real stack shared by the integration modules; test_stack.py's last test stops it."""
-    stack = start_stack("af-it-")
+def webhook_receiver():
+    receiver = WebhookReceiver()
+    yield receiver
+    receiver.close()
+
+
+@pytest.fixture(scope="session")
+def running_stack(webhook_receiver):
+    """One real stack shared by the integration modules; test_stack.py's last test stops it.
+    Its failure alerts go to the session's webhook receiver."""
+    stack = start_stack("af-it-", extra_env={"APACHE_AIRFLOW_ALERT_WEBHOOK_URL": webhook_receiver.url})
     yield stack
     stop_and_remove(stack)

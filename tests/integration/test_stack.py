@@ -29,7 +29,7 @@ def test_status_json_reports_every_component_healthy(running_stack):
     assert report["running"] is True and report["healthy"] is True
     names = [c["name"] for c in report["components"]]
     assert names == ["postgres", "redis", "metrics", "api-server", "scheduler", "dag-processor", "triggerer", "worker-1",
-                     "flower"]
+                     "flower", "housekeeper"]
     for c in report["components"]:
         assert c["healthy"] and c["state"] == "RUNNING" and c["pid"] > 0 and c["uptime_s"] >= 0, c
     ports = {c["name"]: c["port"] for c in report["components"]}
