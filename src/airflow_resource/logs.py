@@ -156,6 +156,10 @@ def search(s: Settings, pattern: str, *, dag: str | None = None, task: str | Non
         raise CommandError(f"--limit {limit}: must be at least 1")
     started = time.monotonic()
     result: dict[str, Any] = {"pattern": pattern}
+    task_filters = [f"--{name}" for name, v in (("dag", dag), ("run", run), ("task", task), ("state", state)) if v]
+    if components and task_filters:
+        raise CommandError(f"{', '.join(task_filters)} select task logs; --component searches component logs",
+                           "search one or the other")
     if components:
         logs = available(s)
         names = list(logs) if "all" in components else components
@@ -184,7 +188,7 @@ def search(s: Settings, pattern: str, *, dag: str | None = None, task: str | Non
     if truncated:
         printer.warn(f"stopped at {limit} matches; narrow the search (--dag, --run, --task, --since) or raise --limit")
     if not result["matches"]:
-        printer.warn(f"no match for {pattern!r} in {result['files_searched']} log file(s)")
+        printer.warn(f"no match for {escape(repr(pattern))} in {result['files_searched']} log file(s)")
         return EXIT_ALREADY
     return 0
 

@@ -67,8 +67,8 @@ def _dirs(parent: str, key: str, want: str | None) -> list[tuple[str, str]]:
         d = os.path.join(parent, f"{key}={want}")
         return [(d, want)] if os.path.isdir(d) else []
     try:
-        with os.scandir(parent) as it:
-            return [(e.path, e.name[len(key) + 1:]) for e in it if e.name.startswith(key + "=") and e.is_dir()]
+        with os.scandir(parent) as it:  # sorted: the same search prints its matches in the same order
+            return sorted((e.path, e.name[len(key) + 1:]) for e in it if e.name.startswith(key + "=") and e.is_dir())
     except OSError:
         return []
 

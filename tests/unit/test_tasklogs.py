@@ -166,3 +166,15 @@ def test_component_log_search_covers_rotated_copies_oldest_first(tmp_path):
     found = tasklogs.search_component_log(tmp_path / "scheduler.log", "scheduler", re.compile("needle"))
     assert [(Path(m["file"]).name, m["line"], m["text"]) for m in found] == [
         ("scheduler.log.2", 1, "needle oldest"), ("scheduler.log.1", 2, "needle older"), ("scheduler.log", 1, "needle now")]
+
+
+def test_component_search_refuses_task_log_filters(make_settings):
+    with pytest.raises(CommandError, match="--dag, --state select task logs"):
+        logs.search(make_settings(), "x", dag="d", state="failed", components=["scheduler"])
+
+
+def test_no_match_names_the_pattern_with_its_brackets(make_settings, capsys):
+    s = make_settings()
+    s.task_logs_dir.mkdir(parents=True)
+    assert logs.search(s, "[abc]x+") == 2
+    assert "no match for '[abc]x+' in 0 log file(s)" in capsys.readouterr().err
