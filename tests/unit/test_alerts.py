@@ -167,3 +167,17 @@ def test_heartbeat_file_probe(tmp_path):
     old = time.time() - probes.HEARTBEAT_FILE_STALE_S - 5
     os.utime(beat, (old, old))
     assert p.check(None)[0] is False
+
+
+def test_the_listener_plugin_is_installed_exactly_while_a_webhook_is_set(make_settings):
+    from airflow_resource import stack, system
+
+    who = system.current_user()
+    on = make_settings(alert_webhook_url="http://127.0.0.1:9/hook")
+    on.plugins_dir.mkdir(parents=True)
+    stack.install_alert_plugin(on, who)
+    plugin = on.plugins_dir / stack.ALERT_PLUGIN_FILE
+    assert "from airflow_resource.alert_plugin import ResourceAlertsPlugin" in plugin.read_text()
+    assert "9/hook" not in plugin.read_text() and on.alerts_dir.is_dir()
+    stack.install_alert_plugin(make_settings(), who)
+    assert not plugin.exists()
