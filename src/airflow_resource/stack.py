@@ -19,7 +19,7 @@ import psutil
 
 from airflow_resource import AIRFLOW_VERSION, airflow_config, components, datastores, installer, printer
 from airflow_resource import secrets as secrets_mod
-from airflow_resource import launch, supervisor, system
+from airflow_resource import launch, probes, supervisor, system
 from airflow_resource.components import Component
 from airflow_resource.errors import AlreadySo, CommandError
 from airflow_resource.probes import ProbeContext
@@ -267,6 +267,29 @@ def create_admin(st: Stack) -> None:
     printer.ok(f"admin user {s.admin_user} ready ({time.monotonic() - t:.1f} s)")
 
 
+def warm_execution_api(s: Settings, deadline: float) -> None:
+    """Each api-server worker builds its Execution API (Cadwyn's versioned routes) on the first request
+    it gets, seconds of CPU during which that worker answers nothing: the first task would wait for it.
+    Concurrent requests reach every worker (a busy one accepts nothing), so build it now."""
+    url = f"{s.api_url}/execution/health"
+    n = 2 * int(s.airflow_options.get("AIRFLOW__API__WORKERS", airflow_config.API_WORKERS))
+    t = time.monotonic()
+
+    def hit(_: int) -> int:
+        try:
+            return probes.http_get(url, timeout=max(1.0, deadline - time.monotonic()))[0]
+        except OSError:
+            return 0
+
+    with printer.status("warming the Execution API of every api-server worker"):
+        with ThreadPoolExecutor(max_workers=n) as pool:
+            codes = list(pool.map(hit, range(n)))
+    if all(c == 200 for c in codes):
+        printer.ok(f"Execution API warm ({time.monotonic() - t:.1f} s)")
+    else:
+        printer.warn(f"Execution API warm-up answered {codes}: the first tasks may wait for it")
+
+
 def start(s: Settings, timeout: float, wait: bool = True) -> Stack:
     if is_running(s):
         raise AlreadySo(f"already running from {s.home}", "`status` shows its health; `manage restart` restarts it")
@@ -305,6 +328,8 @@ def start(s: Settings, timeout: float, wait: bool = True) -> Stack:
         start_group(st, group)
         if wait:
             wait_ready(st, group, deadline, f"{' '.join(c.name for c in group)}")
+            if group[0].priority == components.API:
+                warm_execution_api(s, deadline)
     if wait:
         printer.ok(f"all {len(st.comps)} components healthy in {time.monotonic() - begun:.1f} s")
     return st

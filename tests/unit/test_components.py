@@ -161,3 +161,43 @@ def test_log_server_port_plus_workers_over_65535_is_refused(make_settings, log_s
 def test_metrics_port_is_served_by_a_component(make_settings, sec):
     s = make_settings()
     assert s.metrics_port in {c.port for c in build(s, sec)}
+
+
+def test_warm_up_reaches_every_api_server_worker_concurrently(make_settings, monkeypatch, capsys):
+    import threading
+    import time
+
+    from airflow_resource import probes, stack
+
+    calls, inside, most = [], [0], [0]
+    lock = threading.Lock()
+
+    def fake_get(url, timeout):
+        with lock:
+            calls.append(url)
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        time.sleep(0.05)
+        with lock:
+            inside[0] -= 1
+        return 200, b"{}"
+
+    monkeypatch.setattr(probes, "http_get", fake_get)
+    s = make_settings(api_port=51000)
+    stack.warm_execution_api(s, time.monotonic() + 10)
+    assert calls == ["http://127.0.0.1:51000/execution/health"] * 4  # 2 workers, twice each
+    assert most[0] > 1  # at once: a worker busy building accepts nothing, so the others get the rest
+    assert "Execution API warm" in capsys.readouterr().err
+
+
+def test_warm_up_failure_only_warns(make_settings, monkeypatch, capsys):
+    import time
+
+    from airflow_resource import probes, stack
+
+    def refused(url, timeout):
+        raise ConnectionRefusedError(111, "refused")
+
+    monkeypatch.setattr(probes, "http_get", refused)
+    stack.warm_execution_api(make_settings(), time.monotonic() + 1)
+    assert "first tasks may wait" in capsys.readouterr().err
