@@ -281,9 +281,8 @@ def warm_execution_api(s: Settings, deadline: float) -> None:
         except OSError:
             return 0
 
-    with printer.status("warming the Execution API of every api-server worker"):
-        with ThreadPoolExecutor(max_workers=n) as pool:
-            codes = list(pool.map(hit, range(n)))
+    with ThreadPoolExecutor(max_workers=n) as pool:  # no spinner: it runs beside wait_ready's
+        codes = list(pool.map(hit, range(n)))
     if all(c == 200 for c in codes):
         printer.ok(f"Execution API warm ({time.monotonic() - t:.1f} s)")
     else:
@@ -310,7 +309,6 @@ def start(s: Settings, timeout: float, wait: bool = True) -> Stack:
     write_configs(st)
     printer.step(f"starting supervisord ({s.supervisord_conf})")
     launch_supervisord(st)
-    groups = components.groups(st.comps)
     # Readiness deadline is for the servers; the one-off migration has its own.
     deadline = time.monotonic() + timeout
     data = [c for c in st.comps if c.priority == components.DATA]
@@ -320,16 +318,25 @@ def start(s: Settings, timeout: float, wait: bool = True) -> Stack:
     migrate(st)
     # Before the servers: the api-server and this one-off process would both sync FAB's roles.
     create_admin(st)
-    # Group by group: the api-server's two workers already keep both cores busy while it starts.
+    # The api-server first (the dag-processor's and triggerer's probes read its health; its two
+    # workers already keep both cores busy while it starts), then everything else at once: Celery
+    # workers, Flower and the housekeeper need the database and broker, not each other. Meanwhile
+    # every api-server worker builds its Execution API, which the first task would otherwise wait for.
     deadline = time.monotonic() + timeout
-    for group in groups:
-        if group[0].priority == components.DATA:
-            continue
-        start_group(st, group)
+    api = [c for c in st.comps if c.priority == components.API]
+    rest = [c for c in st.comps if c.priority > components.API]
+    with ThreadPoolExecutor(max_workers=1) as background:
+        warm = None
+        if api:
+            start_group(st, api)
+            if wait:
+                wait_ready(st, api, deadline, " ".join(c.name for c in api))
+                warm = background.submit(warm_execution_api, s, deadline)
+        start_group(st, rest)
         if wait:
-            wait_ready(st, group, deadline, f"{' '.join(c.name for c in group)}")
-            if group[0].priority == components.API:
-                warm_execution_api(s, deadline)
+            wait_ready(st, rest, deadline, " ".join(c.name for c in rest))
+        if warm is not None:
+            warm.result()
     if wait:
         printer.ok(f"all {len(st.comps)} components healthy in {time.monotonic() - begun:.1f} s")
     return st
