@@ -126,8 +126,10 @@ def write_configs(st: Stack) -> None:
                                   st.who.uid if root else None, st.who.gid if root else None)
     text = supervisor.render(s, st.comps, st.who.name if root else None)
     secrets_mod.write_private(s.supervisord_conf, text)
-    # Private: the settings include the alert webhook URL, which may hold a token.
-    secrets_mod.write_private(s.home / EFFECTIVE_FILE, json.dumps(s.to_json(), indent=2) + "\n")
+    # Private: the settings include the alert webhook URL, which may hold a token. The service user
+    # owns it: components that run as that user (the backup schedule) read the running stack's settings.
+    secrets_mod.write_private(s.home / EFFECTIVE_FILE, json.dumps(s.to_json(), indent=2) + "\n",
+                              st.who.uid if root else None, st.who.gid if root else None)
     install_alert_plugin(s, st.who)
 
 
