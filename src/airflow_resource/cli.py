@@ -18,7 +18,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_START_TIMEOUT_S = 60
 DEFAULT_STOP_TIMEOUT_S = 30
 DEFAULT_RUN_TIMEOUT_S = 600
-TEST_PHASES = ("smoke", "integration", "unit", "e2e", "all")
+TEST_PHASES = ("smoke", "integration", "unit", "e2e", "all", "long")
 
 EXAMPLES = """\
 Usage examples:

@@ -15,7 +15,7 @@ from tests.conftest import free_port, start_stack, stop_and_remove
 from tests.e2e.conftest import login, wait_for_example_dags
 from tests.e2e.proxy import SubPathProxy
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.long]  # a second stack: `./cli.sh test long`
 
 expect = pytest.importorskip("playwright.sync_api").expect
 

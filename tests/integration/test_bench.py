@@ -26,12 +26,16 @@ BASELINE = ["first start (initdb, migration included) to healthy", "one-task tri
             "two-task chain trigger to success p50", "20-task fan-out wall", "memory idle after start", "stop"]
 
 
-def test_quick_benchmark_runs_and_writes_every_figure(tmp_path):
+def _bench(tmp_path, *flags: str) -> tuple[subprocess.CompletedProcess[str], dict]:
     out = tmp_path / "bench.json"
-    proc = subprocess.run([sys.executable, "-m", "airflow_resource", "bench", "--quick", "--baseline",
+    proc = subprocess.run([sys.executable, "-m", "airflow_resource", "bench", "--quick", *flags,
                            "--output", str(out)], cwd=REPO, capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    data = json.loads(out.read_text())
+    return proc, json.loads(out.read_text())
+
+
+def test_quick_benchmark_runs_and_writes_every_figure(tmp_path):
+    proc, data = _bench(tmp_path)
     figures = data["figures"]
     missing = [k for k in EXPECTED if k not in figures]
     assert missing == []
@@ -43,6 +47,13 @@ def test_quick_benchmark_runs_and_writes_every_figure(tmp_path):
     assert figures["processes left after stop"]["value"] == 0
     assert data["machine"]["quick"] is True and data["machine"]["cores"] >= 1
     assert "one-task trigger to success p50" in proc.stdout  # the table is printed
+    assert "baseline" not in data
+
+
+@pytest.mark.long  # two stacks one after the other: `./cli.sh test long`
+def test_quick_benchmark_with_the_standalone_baseline(tmp_path):
+    proc, data = _bench(tmp_path, "--baseline")
+    assert [k for k in EXPECTED if k not in data["figures"]] == []
     # The baseline ran against `airflow standalone`: every figure that applies is there; its fan-out
     # may end as "not finished: k task(s) done ..." (SQLite locks), which is a figure too.
     baseline = data["baseline"]

@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import processes_of, start_stack, stop_and_remove
 from tests.integration.test_stack import _run_dag
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.long]  # a second stack: `./cli.sh test long`
 
 EXT_DB = "external_stack"
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.long]  # minutes of recovery: `./cli.sh test long`
 
 SLOW_TASK = """
 import time
