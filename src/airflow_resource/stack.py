@@ -320,23 +320,20 @@ def start(s: Settings, timeout: float, wait: bool = True) -> Stack:
     migrate(st)
     # Before the servers: the api-server and this one-off process would both sync FAB's roles.
     create_admin(st)
-    # The api-server first (the dag-processor's and triggerer's probes read its health; its two
-    # workers already keep both cores busy while it starts), then everything else at once: Celery
-    # workers, Flower and the housekeeper need the database and broker, not each other. Meanwhile
-    # every api-server worker builds its Execution API, which the first task would otherwise wait for.
+    # Group by group (the api-server's two workers already keep both cores busy while it starts;
+    # Flower must find the Celery workers up, it does not see them arrive later). While the rest
+    # starts, every api-server worker builds its Execution API, which the first task would wait for.
     deadline = time.monotonic() + timeout
-    api = [c for c in st.comps if c.priority == components.API]
-    rest = [c for c in st.comps if c.priority > components.API]
     with ThreadPoolExecutor(max_workers=1) as background:
         warm = None
-        if api:
-            start_group(st, api)
+        for group in components.groups(st.comps):
+            if group[0].priority == components.DATA:
+                continue
+            start_group(st, group)
             if wait:
-                wait_ready(st, api, deadline, " ".join(c.name for c in api))
-                warm = background.submit(warm_execution_api, s, deadline)
-        start_group(st, rest)
-        if wait:
-            wait_ready(st, rest, deadline, " ".join(c.name for c in rest))
+                wait_ready(st, group, deadline, " ".join(c.name for c in group))
+                if group[0].priority == components.API:
+                    warm = background.submit(warm_execution_api, s, deadline)
         if warm is not None:
             warm.result()
     if wait:
