@@ -6,13 +6,12 @@ all components agree (one jwt_secret, one execution API URL, one database).
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from airflow_resource import alerts
 from airflow_resource.errors import CommandError
-from airflow_resource.secrets import Secrets
+from airflow_resource.secrets import Secrets, placeholder
 from airflow_resource.settings import Settings
 
 AIRFLOW_DB = "airflow"        # metadata database
@@ -49,7 +48,15 @@ def _with_scheme(url: str, scheme: str) -> str:
 
 
 def airflow_env(s: Settings, sec: Secrets) -> dict[str, str]:
-    """Environment shared by every Airflow process of the stack (and by one-off airflow commands)."""
+    """Environment shared by every Airflow process of the stack (and by one-off airflow commands):
+    what the stack owns, then the tuning, then the user's own Airflow options."""
+    owned = owned_env(s, sec)
+    check_options(s, owned)
+    return {**owned, **tuning(s), **s.airflow_options}
+
+
+def owned_env(s: Settings, sec: Secrets) -> dict[str, str]:
+    """The options the stack depends on (ports, database, broker, secrets, folders, auth): never overridden."""
     db = postgres_url(s, sec)
     env = {
         "AIRFLOW_HOME": str(s.airflow_home),
@@ -95,22 +102,18 @@ def airflow_env(s: Settings, sec: Secrets) -> dict[str, str]:
         env["AIRFLOW__API__BASE_URL"] = s.base_url
     if s.alert_webhook_url:  # the listener plugin and the deadline callback spool alerts here
         env[alerts.SPOOL_ENV] = str(s.alerts_dir)
-    check_options(s, env)
-    env.update(tuning(s))
-    env.update(s.airflow_options)
     return env
 
 
-def check_options(s: Settings, env: dict[str, str] | None = None) -> None:
-    """Refuse user Airflow options that would override what the stack depends on."""
-    if env is None:
-        from airflow_resource.secrets import placeholder
-
-        env = airflow_env(dataclasses.replace(s, airflow_options={}), placeholder())
-    owned = sorted(k for k in s.airflow_options if k in env and k not in tuning(s))
-    if owned:
+def check_options(s: Settings, owned: dict[str, str] | None = None) -> None:
+    """Refuse user Airflow options that would override what the stack depends on (the owned keys
+    follow from the settings alone, so placeholder secrets serve when none are at hand)."""
+    if owned is None:
+        owned = owned_env(s, placeholder())
+    clash = sorted(k for k in s.airflow_options if k in owned)
+    if clash:
         raise CommandError(
-            f"Airflow option(s) {', '.join(owned)} are set by the resource itself (ports, database, broker, "
+            f"Airflow option(s) {', '.join(clash)} are set by the resource itself (ports, database, broker, "
             "secrets, folders, auth) and cannot be overridden",
             "remove them from resource.toml's [airflow] tables and the environment; ports and URLs have "
             "resource settings (`resource-apache-airflow help`)")

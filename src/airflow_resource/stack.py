@@ -274,7 +274,7 @@ def warm_execution_api(s: Settings, deadline: float) -> None:
     it gets, seconds of CPU during which that worker answers nothing: the first task would wait for it.
     Concurrent requests reach every worker (a busy one accepts nothing), so build it now."""
     url = f"{s.api_url}/execution/health"
-    n = 2 * int(s.airflow_options.get("AIRFLOW__API__WORKERS", airflow_config.API_WORKERS))
+    n = 2 * int({**airflow_config.tuning(s), **s.airflow_options}["AIRFLOW__API__WORKERS"])
     t = time.monotonic()
 
     def hit(_: int) -> int:
@@ -356,9 +356,9 @@ def scale(s: Settings, workers: int, timeout: float) -> None:
         raise AlreadySo(f"the stack already runs {workers} worker(s)", "`status` lists them")
     old = Stack.load(s)
     st = Stack.load(dataclasses.replace(s, workers=workers))
-    before = {c.name for c in old.comps}
+    before, after = {c.name for c in old.comps}, {c.name for c in st.comps}
     added = [c for c in st.comps if c.name not in before]
-    removed = [c for c in old.comps if c.name not in {n.name for n in st.comps}]
+    removed = [c for c in old.comps if c.name not in after]
     check_ports(added)
     write_configs(st)
     rpc = st.rpc()
