@@ -140,6 +140,13 @@ def tuning(s: Settings) -> dict[str, str]:
         # Task processes' calls to the Execution API: a loaded 2-core machine answers some in more than
         # Airflow's 5 s, and a retried start of a task that did start fails the task.
         "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": str(EXECUTION_API_TIMEOUT_S),
+        # ... and while the api-server is down (a crash: supervisord restarts it in 15-60 s), they
+        # retry: Airflow's 5 tries give up after ~31 s and a task that could not start or report its
+        # end burns one of its retries per 31 s of outage (measured: runs failed when the api-server
+        # was SIGKILLed). 20 tries 2-30 s apart wait out at least 38 s, ~4 min on average.
+        "AIRFLOW__WORKERS__EXECUTION_API_RETRIES": "20",
+        "AIRFLOW__WORKERS__EXECUTION_API_RETRY_WAIT_MIN": "2",
+        "AIRFLOW__WORKERS__EXECUTION_API_RETRY_WAIT_MAX": "30",
         # A task whose worker died stops heartbeating: fail it (and so retry it) after 60 s, not
         # Airflow's 300 s; tasks of a dead scheduler are adopted after 30 s, not 300 s.
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "60",

@@ -97,13 +97,14 @@ def cmd_manage(args: argparse.Namespace) -> int:
     elif action == "uninstall":
         s = _settings(args, running=True)
         if stack.is_running(s) or stack.stack_processes(s):
-            stack.stop(s, args.timeout or DEFAULT_STOP_TIMEOUT_S, force=args.force)
+            stack.stop(s, _stop_timeout(args, s), force=args.force)
         installer.uninstall(s, keep_data=args.keep_data)
     elif action == "start":
         st = stack.start(_settings(args), timeout=args.timeout or DEFAULT_START_TIMEOUT_S, wait=not args.no_wait)
         _print_started(st)
     elif action == "stop":
-        stack.stop(_settings(args, running=True), args.timeout or DEFAULT_STOP_TIMEOUT_S, force=args.force)
+        s = _settings(args, running=True)
+        stack.stop(s, _stop_timeout(args, s), force=args.force)
     elif action == "scale":
         if args.workers is None or not 0 <= args.workers <= 64:
             raise CommandError("manage scale needs --workers N (0..64)",
@@ -114,10 +115,15 @@ def cmd_manage(args: argparse.Namespace) -> int:
     elif action == "restart":
         s = _settings(args, running=True)
         if stack.is_running(s) or stack.stack_processes(s):
-            stack.stop(s, args.timeout or DEFAULT_STOP_TIMEOUT_S, force=args.force)
+            stack.stop(s, _stop_timeout(args, s), force=args.force)
         st = stack.start(_settings(args), timeout=args.timeout or DEFAULT_START_TIMEOUT_S, wait=not args.no_wait)
         _print_started(st)
     return 0
+
+
+def _stop_timeout(args: argparse.Namespace, s: Any) -> int:
+    """The workers' stop grace (running tasks finish) plus time for the servers to stop."""
+    return args.timeout or s.stop_grace_seconds + DEFAULT_STOP_TIMEOUT_S
 
 
 def _print_started(st: Any) -> None:
@@ -416,7 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="scale: the number of Celery workers to run")
     p.add_argument("--wait", action="store_true", default=True, help="wait until healthy (default)")
     p.add_argument("--no-wait", action="store_true", help="return once the processes are launched")
-    p.add_argument("--timeout", type=int, help=f"seconds to wait (start {DEFAULT_START_TIMEOUT_S}, stop {DEFAULT_STOP_TIMEOUT_S})")
+    p.add_argument("--timeout", type=int, help=f"seconds to wait (start {DEFAULT_START_TIMEOUT_S}; stop: the stop grace + {DEFAULT_STOP_TIMEOUT_S})")
     p.add_argument("--force", action="store_true", help="install: redo every step; stop: kill at once")
     p.add_argument("--keep-data", action="store_true", help="uninstall: keep databases, DAGs, logs and secrets")
     p.add_argument("--skip-validation", action="store_true", help=argparse.SUPPRESS)

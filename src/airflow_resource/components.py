@@ -13,7 +13,6 @@ from airflow_resource.settings import Settings
 
 # Start groups: each waits for the one before to be ready. Stop runs in reverse.
 DATA, API, CORE, EDGE = 10, 20, 30, 40
-AIRFLOW_STOP_TIMEOUT_S = 30  # running tasks get this long to finish when a worker stops
 SERVER_STOP_TIMEOUT_S = 20
 
 
@@ -78,7 +77,7 @@ def build(s: Settings, sec: Secrets, pg_bindir: str = "", redis_server: str = ""
             (airflow, "celery", "worker", "--celery-hostname", worker_hostname(i)),
             Probe("celery", worker_hostname(i)), CORE, log_port,
             env={"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(log_port)},
-            stop_timeout=AIRFLOW_STOP_TIMEOUT_S,  # Celery's warm shutdown lets running tasks finish
+            stop_timeout=s.stop_grace_seconds,  # Celery's warm shutdown lets running tasks finish
         ))
     if s.backup_interval_minutes:
         # Scheduled backups (backup_schedule.py): it archives the whole secrets.env, so it gets every secret.

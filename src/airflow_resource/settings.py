@@ -81,6 +81,9 @@ SETTINGS: tuple[Setting, ...] = (
             "backups (readable by the service user); empty: scheduled backups leave the secrets out."),
     Setting("log_retention_days", int, 30, "Days task logs and DAG-processor logs are kept (0: forever); "
             "the housekeeper removes older ones hourly.", minimum=0, maximum=36500),
+    Setting("stop_grace_seconds", int, 30, "Seconds a stopping worker gives its running tasks to finish; tasks "
+            "still running then are killed and queued again for a new try at the next start.",
+            minimum=0, maximum=86400),
     Setting("alert_webhook_url", str, "", "URL a JSON alert is POSTed to when a task or DAG run fails or a "
             "DAG run misses its deadline (empty: no alerts). Environment or config file only.", secret=True),
 )
@@ -112,6 +115,7 @@ class Settings:
     backup_keep: int
     backup_passphrase_file: str
     log_retention_days: int
+    stop_grace_seconds: int
     alert_webhook_url: str
     # Airflow options the user sets (AIRFLOW__SECTION__KEY -> value), from resource.toml's [airflow]
     # tables and AIRFLOW__* in the environment; airflow_config checks them against what the stack owns.

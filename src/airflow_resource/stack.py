@@ -30,6 +30,7 @@ MARKER_ENV = launch.HOME_ENV  # every process of a stack carries it: how stop fi
 SUPERVISORD_UP_TIMEOUT_S = 15
 MIGRATE_TIMEOUT_S = 600
 ADMIN_TIMEOUT_S = 180
+REQUEUE_TIMEOUT_S = 120
 POLL_S = 0.25
 KILL_WAIT_S = 5
 LOG_TAIL_BYTES = 64 * 1024
@@ -456,9 +457,14 @@ def kill_all(procs: list[psutil.Process], sig: int) -> None:
 
 
 def stop_in_order(s: Settings, deadline: float) -> None:
-    """Stop group by group, edge first and data stores last, so nothing loses its database mid-stop."""
+    """Stop group by group, edge first and data stores last, so nothing loses its database mid-stop.
+    Once the workers are down (their tasks had the stop grace to finish), tasks killed with them are
+    queued again while the database still runs."""
+    st = Stack.load(s)
     rpc = supervisor.client(s.supervisord_socket, 10).supervisor
-    for group in reversed(components.groups(Stack.load(s).comps)):
+    for group in reversed(components.groups(st.comps)):
+        if group[0].priority == components.DATA and any(c.name.startswith("worker-") for c in st.comps):
+            requeue_killed_tasks(st)
         names = [c.name for c in group]
         for name in names:
             try:
@@ -471,6 +477,37 @@ def stop_in_order(s: Settings, deadline: float) -> None:
             if all(state in ("STOPPED", "EXITED", "FATAL", "BACKOFF") for state in states):
                 break
             time.sleep(0.1)
+
+
+def requeue_killed_tasks(st: Stack) -> list[dict[str, Any]]:
+    """Tasks this machine still had running when its workers stopped were killed: record their try
+    as failed and clear them (a new try at the next start) through Airflow (requeue_tasks.py). A
+    cheap count first: most stops find nothing, and the script imports Airflow (seconds)."""
+    try:
+        import psycopg2
+
+        with psycopg2.connect(airflow_config.postgres_url(st.s, st.sec, driver="postgresql"), connect_timeout=5) as conn:
+            with conn.cursor() as cur:
+                cur.execute("SELECT count(*) FROM task_instance WHERE state IN ('running', 'restarting')")
+                if cur.fetchone()[0] == 0:
+                    return []
+    except Exception as exc:  # noqa: BLE001 - the database may be gone or never migrated: nothing to do
+        printer.warn(f"could not check for tasks killed by the stop ({exc.__class__.__name__}); "
+                     "the scheduler fails them after its heartbeat timeout once started again")
+        return []
+    source = (Path(__file__).parent / "requeue_tasks.py").read_text()
+    proc = st.run_airflow([str(st.s.venv / "bin" / "python"), "-"], REQUEUE_TIMEOUT_S, stdin=source)
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        printer.warn("queueing again the tasks the stop killed failed: the scheduler fails them after its "
+                     "heartbeat timeout (retried if they have retries left):\n" + (proc.stderr or proc.stdout)[-1500:])
+        return []
+    requeued = json.loads(lines[-1])
+    for ti in requeued:
+        index = f"[{ti['map_index']}]" if ti["map_index"] >= 0 else ""
+        printer.warn(f"{ti['dag_id']} {ti['run_id']} {ti['task_id']}{index} try {ti['try_number']} was still "
+                     "running after the stop grace: killed, queued again for the next start")
+    return requeued
 
 
 def _describe_process(p: psutil.Process) -> str:

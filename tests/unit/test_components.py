@@ -96,7 +96,7 @@ def test_n_workers(make_settings, sec, n):
         assert w.env == {"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(50100 + i)}
         assert w.probe.kind == "celery"
         assert w.probe.target == hostnames[i - 1] == f"worker-{i}@{socket.gethostname()}"
-        assert w.stop_timeout == components.AIRFLOW_STOP_TIMEOUT_S
+        assert w.stop_timeout == 30  # the stop_grace_seconds default
         assert w.priority == CORE
 
 
