@@ -464,6 +464,7 @@ def stop_in_order(s: Settings, deadline: float) -> None:
     rpc = supervisor.client(s.supervisord_socket, 10).supervisor
     for group in reversed(components.groups(st.comps)):
         if group[0].priority == components.DATA and any(c.name.startswith("worker-") for c in st.comps):
+            kill_task_leftovers(st)
             requeue_killed_tasks(st)
         names = [c.name for c in group]
         for name in names:
@@ -477,6 +478,20 @@ def stop_in_order(s: Settings, deadline: float) -> None:
             if all(state in ("STOPPED", "EXITED", "FATAL", "BACKOFF") for state in states):
                 break
             time.sleep(0.1)
+
+
+def kill_task_leftovers(st: Stack) -> None:
+    """Airflow runs each task in a process group of its own, so supervisord's kill of a worker's group
+    at the end of the stop grace leaves the task processes running: kill them (they had their grace)."""
+    pids: set[int] = set()
+    for c in st.comps:
+        if c.priority == components.CORE:
+            pids.update(launch.leftovers(c.name, str(st.s.home), str(st.s.run_dir / launch.PIDS_DIR / c.name)))
+    left = _processes(pids)
+    if left:
+        printer.warn(f"{len(left)} task process(es) still running after the stop grace: killing them")
+        kill_all(left, signal.SIGKILL)
+        psutil.wait_procs(left, timeout=KILL_WAIT_S)
 
 
 def requeue_killed_tasks(st: Stack) -> list[dict[str, Any]]:
