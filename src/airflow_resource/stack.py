@@ -251,6 +251,37 @@ def migrate(st: Stack) -> None:
         printer.ok(f"metadata database migrated ({time.monotonic() - t:.1f} s)")
 
 
+def restore_unacked_tasks(st: Stack) -> int:
+    """Put back in their queue the Celery messages a dead worker had taken but not acknowledged.
+
+    Workers acknowledge a task only after it ran (Airflow's task_acks_late), so a worker killed with
+    tasks it had reserved leaves them in Redis' `unacked` set, where kombu restores them only after
+    the broker's visibility timeout (Airflow: 24 h): their task instances stay queued until the
+    scheduler's task_queued_timeout (600 s). At start no worker of this stack runs, so every
+    unacknowledged message is orphaned: kombu's own restore, with a visibility timeout of 0, puts
+    them back now. A message whose task has meanwhile run is refused by the Execution API (the task
+    instance is no longer queued) and costs nothing. Only the embedded Redis: an external one may
+    serve workers of another stack that are running."""
+    if not st.s.embedded_redis:
+        return 0
+    from kombu import Connection
+
+    try:
+        with Connection(airflow_config.redis_url(st.s, st.sec), transport_options={"visibility_timeout": 0},
+                        connect_timeout=5) as conn:
+            channel = conn.default_channel
+            count = channel.client.zcard(channel.unacked_index_key)
+            if count:
+                channel.qos.restore_visible(num=count, interval=1)
+    except Exception as exc:  # noqa: BLE001 - never block a start on it: the scheduler's timeout still acts
+        printer.warn(f"could not put back unacknowledged Celery tasks ({exc.__class__.__name__}: {exc}); "
+                     "their task instances are queued again after the scheduler's task_queued_timeout")
+        return 0
+    if count:
+        printer.ok(f"{count} Celery task(s) taken by workers that died put back in the queue")
+    return count
+
+
 def create_admin(st: Stack) -> None:
     """Create the admin once (a one-off process; it needs the migrated database, not the servers)."""
     s = st.s
@@ -319,6 +350,7 @@ def start(s: Settings, timeout: float, wait: bool = True) -> Stack:
         start_group(st, data)
         wait_ready(st, data, deadline, " ".join(c.name for c in data))
     migrate(st)
+    restore_unacked_tasks(st)
     # Before the servers: the api-server and this one-off process would both sync FAB's roles.
     create_admin(st)
     # Group by group (the api-server's two workers already keep both cores busy while it starts;
@@ -464,7 +496,6 @@ def stop_in_order(s: Settings, deadline: float) -> None:
     rpc = supervisor.client(s.supervisord_socket, 10).supervisor
     for group in reversed(components.groups(st.comps)):
         if group[0].priority == components.DATA and any(c.name.startswith("worker-") for c in st.comps):
-            kill_task_leftovers(st)
             requeue_killed_tasks(st)
         names = [c.name for c in group]
         for name in names:
@@ -478,20 +509,6 @@ def stop_in_order(s: Settings, deadline: float) -> None:
             if all(state in ("STOPPED", "EXITED", "FATAL", "BACKOFF") for state in states):
                 break
             time.sleep(0.1)
-
-
-def kill_task_leftovers(st: Stack) -> None:
-    """Airflow runs each task in a process group of its own, so supervisord's kill of a worker's group
-    at the end of the stop grace leaves the task processes running: kill them (they had their grace)."""
-    pids: set[int] = set()
-    for c in st.comps:
-        if c.priority == components.CORE:
-            pids.update(launch.leftovers(c.name, str(st.s.home), str(st.s.run_dir / launch.PIDS_DIR / c.name)))
-    left = _processes(pids)
-    if left:
-        printer.warn(f"{len(left)} task process(es) still running after the stop grace: killing them")
-        kill_all(left, signal.SIGKILL)
-        psutil.wait_procs(left, timeout=KILL_WAIT_S)
 
 
 def requeue_killed_tasks(st: Stack) -> list[dict[str, Any]]:

@@ -97,3 +97,18 @@ def test_an_unreachable_database_warns(st, monkeypatch, capsys):
     assert stack.requeue_killed_tasks(st) == [] and calls == []
     err = capsys.readouterr()
     assert "could not check" in err.out + err.err
+
+
+def test_a_task_process_is_known_by_the_task_instance_id_in_its_title():
+    from airflow_resource import requeue_tasks
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "01a2-ti-id"])
+    try:
+        assert requeue_tasks._runs(child.pid)
+        assert requeue_tasks._runs(child.pid, "01a2-ti-id")
+        assert not requeue_tasks._runs(child.pid, "another-ti")  # a reused pid is not the task
+        child.kill()
+        child.wait()
+        assert not requeue_tasks._runs(child.pid)
+    finally:
+        child.kill()
