@@ -6,7 +6,9 @@ all components agree (one jwt_secret, one execution API URL, one database).
 
 from __future__ import annotations
 
+import glob
 import os
+from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from airflow_resource import alerts
@@ -155,11 +157,16 @@ def tuning(s: Settings) -> dict[str, str]:
         "AIRFLOW__API__WORKERS": str(API_WORKERS),
         # gunicorn builds the app once and forks its workers from it (uvicorn's workers each import
         # and build it again): an api-server restarted after a crash answered in 25-28 s against
-        # 44-56 s (load 8), and a worker that dies is replaced by a fork in a second.
-        "AIRFLOW__API__SERVER_TYPE": "gunicorn",
+        # 44-56 s (load 8), and a worker that dies is replaced by a fork in a second. A venv without
+        # it (made before it was pinned, or another pinned set) keeps Airflow's uvicorn.
+        "AIRFLOW__API__SERVER_TYPE": "gunicorn" if _has_gunicorn(s.venv) else "uvicorn",
         # Workers import the task runner and common operators once, before their pool forks.
         "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "airflow_resource.celery_config.CELERY_CONFIG",
     }
+
+
+def _has_gunicorn(venv: Path) -> bool:
+    return bool(glob.glob(str(venv / "lib" / "python3*" / "site-packages" / "gunicorn" / "__init__.py")))
 
 
 def child_path(s: Settings) -> str:

@@ -32,8 +32,7 @@ def is_installed(s: Settings) -> bool:
 
 # Python packages of the lock file the stack needs beyond Airflow itself: a venv made before one was
 # pinned is completed from the lock file at the next install (and so at the next `manage start`).
-# statsd: Airflow's statsd client, without it Airflow silently sends no metrics; gunicorn: the api-server's.
-VENV_MODULES = ("statsd", "gunicorn")
+VENV_MODULES = ("statsd",)  # Airflow's statsd client: without it Airflow silently sends no metrics
 
 
 def missing_modules(venv: Path) -> list[str]:

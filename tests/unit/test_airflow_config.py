@@ -136,3 +136,12 @@ def test_user_options_override_tuning_and_add_keys(make_settings, sec):
 def test_options_the_stack_depends_on_are_refused(make_settings, sec, key):
     with pytest.raises(CommandError, match=key):
         airflow_config.airflow_env(make_settings(environ={key: "x"}), sec)
+
+
+def test_api_server_runs_under_gunicorn_only_when_the_venv_has_it(make_settings, tmp_path):
+    s = make_settings(venv=str(tmp_path / "venv"))
+    assert airflow_config.tuning(s)["AIRFLOW__API__SERVER_TYPE"] == "uvicorn"  # Airflow's own server
+    pkg = tmp_path / "venv" / "lib" / "python3.11" / "site-packages" / "gunicorn"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    assert airflow_config.tuning(s)["AIRFLOW__API__SERVER_TYPE"] == "gunicorn"
