@@ -47,12 +47,13 @@ def check_pinned_set(s: Settings) -> None:
     """A pinned set asked for (flag, environment, config file) that is not the one the home runs is refused:
     only upgrade and rollback move a home between sets."""
     recorded = pinned_sets.home_set_name(s.home) if marker(s).exists() else None
-    if recorded and s.sources.get("pinned_set", "default") != "default" and s.pinned_set != recorded:
+    asked = s.sources.get("pinned_set", "default") not in ("default", "running stack")
+    if recorded and asked and s.pinned_set != recorded:
         raise CommandError(f"{s.home} is installed on pinned set {recorded}, not {s.pinned_set} "
                            f"(asked by {s.sources['pinned_set']})",
                            f"move it with `manage upgrade --to {s.pinned_set}` or `manage rollback`, or drop "
                            "that setting; nothing was changed")
-    if s.sources.get("pinned_set", "default") != "default":
+    if asked:
         pinned_sets.get(s.pinned_set)  # an unknown name is refused before anything is written
 
 

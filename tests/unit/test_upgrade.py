@@ -383,3 +383,12 @@ def test_cli_info_lists_the_sets_and_the_home(cli_home, capsys):
 def test_settings_replace_keeps_the_configured_venv(make_settings, tmp_path):
     s = make_settings(venv=str(tmp_path / "v"))
     assert dataclasses.replace(s, venv=tmp_path / "w").configured_venv == tmp_path / "v"
+
+
+def test_the_running_stacks_remembered_setting_is_not_a_request_for_another_set(make_settings, home):
+    """effective.json holds the pinned_set setting a stack started with (the default), not the home's set."""
+    pinned_sets.write_record(home, {"pinned_set": OLD, "airflow": OLD, "venv": str(home / "venvs" / OLD)})
+    s = make_settings()
+    installer.check_pinned_set(dataclasses.replace(s, pinned_set=NEW, sources={"pinned_set": "running stack"}))
+    with pytest.raises(CommandError, match=f"installed on pinned set {OLD}, not {NEW}"):
+        installer.check_pinned_set(dataclasses.replace(s, pinned_set=NEW, sources={"pinned_set": "flag"}))
