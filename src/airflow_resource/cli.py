@@ -18,6 +18,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_START_TIMEOUT_S = 60
 DEFAULT_STOP_TIMEOUT_S = 30
 DEFAULT_RUN_TIMEOUT_S = 600
+# An upgrade that times out waiting for health rolls back: give a loaded machine's start more room.
+DEFAULT_UPGRADE_START_TIMEOUT_S = 180
 TEST_PHASES = ("smoke", "integration", "unit", "e2e", "all", "long")
 
 EXAMPLES = """\
@@ -142,7 +144,7 @@ def _upgrade_or_rollback(args: argparse.Namespace) -> int:
     from airflow_resource import upgrade
 
     s = _settings(args, running=True)
-    timeout = args.timeout or DEFAULT_START_TIMEOUT_S
+    timeout = args.timeout or DEFAULT_UPGRADE_START_TIMEOUT_S
     if args.action == "upgrade" and not args.rollback:
         report = upgrade.upgrade(s, args.to, args.yes, timeout)
     else:
@@ -458,7 +460,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="scale: the number of Celery workers to run")
     p.add_argument("--wait", action="store_true", default=True, help="wait until healthy (default)")
     p.add_argument("--no-wait", action="store_true", help="return once the processes are launched")
-    p.add_argument("--timeout", type=int, help=f"seconds to wait (start {DEFAULT_START_TIMEOUT_S}, stop {DEFAULT_STOP_TIMEOUT_S})")
+    p.add_argument("--timeout", type=int, help=f"seconds to wait (start {DEFAULT_START_TIMEOUT_S}, stop "
+                   f"{DEFAULT_STOP_TIMEOUT_S}, the start inside upgrade/rollback {DEFAULT_UPGRADE_START_TIMEOUT_S})")
     p.add_argument("--force", action="store_true", help="install: redo every step; stop: kill at once")
     p.add_argument("--keep-data", action="store_true", help="uninstall: keep databases, DAGs, logs and secrets")
     p.add_argument("--skip-validation", action="store_true", help=argparse.SUPPRESS)

@@ -39,8 +39,11 @@ def home_set(s: Settings) -> pinned_sets.PinnedSet:
 
 
 def home_airflow_version(s: Settings) -> str:
-    """The Airflow release the home runs: its venv's, else its pinned set's."""
-    return airflow_version(s.venv) or home_set(s).airflow
+    """The Airflow release the home runs (its venv's), or will run once installed (its pinned set's: the
+    configured venv may hold another one, e.g. a fresh home asked to be on an older set)."""
+    if marker(s).exists():
+        return airflow_version(s.venv) or home_set(s).airflow
+    return home_set(s).airflow
 
 
 def check_pinned_set(s: Settings) -> None:

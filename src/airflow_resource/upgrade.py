@@ -7,11 +7,12 @@ stack is taken (an exact copy of what the old set ran), the home's record moves 
 Any failure after the stop rolls back by itself: the record goes back, the backup is restored (the
 migration may have changed the schema), and the stack is started on the old set again if it ran.
 
-Rollback restores the pre-upgrade backup rather than running `airflow db downgrade`: a downgrade needs
-the newer Airflow's migration scripts to run backwards, some of them drop data or cannot be reversed,
-and Airflow itself asks for a backup before one. The restore brings back exactly the database the old
-release ran with, through the path the backup tests cover. What the upgraded stack did since (runs,
-connections, DAG files) is kept in a second backup taken before the restore.
+Rollback restores the pre-upgrade backup rather than running `airflow db downgrade`: a downgrade runs
+the newer Airflow's migration scripts backwards, and backwards they drop what the newer schema added
+(3.3 -> 3.2: the xcom.dag_result column, the task and asset state store tables; deadline intervals that
+are not timedeltas become NULL). The restore brings back exactly the database the old release ran with,
+through the path the backup tests cover. What the upgraded stack did since (runs, connections, DAG files)
+is kept in a second backup taken before the restore.
 """
 
 from __future__ import annotations

@@ -392,3 +392,13 @@ def test_the_running_stacks_remembered_setting_is_not_a_request_for_another_set(
     installer.check_pinned_set(dataclasses.replace(s, pinned_set=NEW, sources={"pinned_set": "running stack"}))
     with pytest.raises(CommandError, match=f"installed on pinned set {OLD}, not {NEW}"):
         installer.check_pinned_set(dataclasses.replace(s, pinned_set=NEW, sources={"pinned_set": "flag"}))
+
+
+def test_a_fresh_home_asked_for_an_older_set_refuses_a_newer_archive(make_settings, tmp_path):
+    from airflow_resource import restore
+
+    s = make_settings(venv=str(fake_venv(tmp_path / "cli-venv", NEW)), pinned_set=OLD)
+    assert installer.home_airflow_version(s) == OLD  # not the configured venv's
+    with pytest.raises(CommandError, match=f"from Airflow {NEW}, newer than this home's {OLD}"):
+        restore.check_compatible({"postgres_major": "15", "airflow_version": NEW}, "15",
+                                 installer.home_airflow_version(s))
