@@ -1,6 +1,8 @@
-"""`manage upgrade` and `manage rollback` on the real stack, from the previous pinned set to the current one.
+"""`manage upgrade` and `manage rollback` on the real stack, from an older pinned set to the current one:
+from the previous set (3.3.1, the same schema) and from 3.2.2 (one minor release back: 14 schema migrations
+on the way up, and back down by the restore).
 
-A home is installed on the previous set (its own venv built from PyPI, the reason this is `long`), started
+A home is installed on the older set (its own venv built from PyPI, the reason this is `long`), started
 and populated (DAG runs that succeeded, a connection, a variable); the bad inputs are refused with the
 home unchanged; then it is upgraded to the current set (the venv the tests run from holds it), and the
 REST API must show the same DAGs, runs, task instances, connections, variables and users, and run a new
@@ -23,13 +25,19 @@ from tests.integration.test_stack import _run_dag
 
 pytestmark = [pytest.mark.integration, pytest.mark.long]
 
-OLD, NEW = "3.3.1", AIRFLOW_VERSION
+NEW = AIRFLOW_VERSION
+oldER_SETS = ("3.3.1", "3.2.2")
 INSTALL_TIMEOUT_S = 1800  # a venv from PyPI on a loaded machine
 UPGRADE_TIMEOUT_S = 1800
 
 
+@pytest.fixture(scope="module", params=oldER_SETS)
+def old(request) -> str:
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def stack():
+def stack(old):
     home = make_home("af-upg-")
     st = RunningStack(home, stack_env(home))
     yield st
@@ -40,7 +48,7 @@ def stack():
 
 
 @pytest.fixture(scope="module")
-def state():
+def state(stack):
     return {}
 
 
@@ -68,21 +76,21 @@ def move(st: RunningStack, action: str, expect: tuple[str, str]) -> tuple[dict, 
     return report, took, proc.stderr
 
 
-def test_install_and_start_on_the_previous_set(stack, state):
-    proc, state["install_s"] = timed(stack, "manage", "install", "--pinned-set", OLD, timeout=INSTALL_TIMEOUT_S)
+def test_install_and_start_on_the_older_set(stack, state, old):
+    proc, state["install_s"] = timed(stack, "manage", "install", "--pinned-set", old, timeout=INSTALL_TIMEOUT_S)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rec = record(stack)
-    assert (rec["pinned_set"], rec["airflow"]) == (OLD, OLD)
-    assert rec["venv"] == str(stack.home / "venvs" / OLD)
-    assert (stack.home / "venvs" / OLD / "bin" / "airflow").exists()
+    assert (rec["pinned_set"], rec["airflow"]) == (old, old)
+    assert rec["venv"] == str(stack.home / "venvs" / old)
+    assert (stack.home / "venvs" / old / "bin" / "airflow").exists()
     proc, state["start_s"] = timed(stack, "manage", "start", "--timeout", str(START_TIMEOUT_S), timeout=START_TIMEOUT_S * 3)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     status = stack.status()
-    assert status["healthy"] and (status["airflow_version"], status["pinned_set"]) == (OLD, OLD)
-    assert api_version(stack) == OLD
+    assert status["healthy"] and (status["airflow_version"], status["pinned_set"]) == (old, old)
+    assert api_version(stack) == old
     info = json.loads(stack.cli("info", "--json", timeout=60).stdout)["this_home"]
-    assert (info["pinned_set"], info["airflow"], info["rollback_to"]) == (OLD, OLD, None)
-    print(f"\ninstall on {OLD} (venv from PyPI): {state['install_s']:.0f} s; first start: {state['start_s']:.0f} s")
+    assert (info["pinned_set"], info["airflow"], info["rollback_to"]) == (old, old, None)
+    print(f"\ninstall on {old} (venv from PyPI): {state['install_s']:.0f} s; first start: {state['start_s']:.0f} s")
 
 
 def test_populate(stack, state):
@@ -95,32 +103,32 @@ def test_populate(stack, state):
     assert len(state["before"]["runs"]) == 3
 
 
-def test_bad_upgrades_are_refused_and_change_nothing(stack, state):
+def test_bad_upgrades_are_refused_and_change_nothing(stack, state, old):
     before = (stack.home / pinned_sets.HOME_RECORD).read_text()
     cases = [
         (("manage", "upgrade", "--to", "9.9.9", "--yes"), 1, "unknown pinned set '9.9.9'"),
-        (("manage", "upgrade", "--to", OLD, "--yes"), 2, f"already runs pinned set {OLD}"),
+        (("manage", "upgrade", "--to", old, "--yes"), 2, f"already runs pinned set {old}"),
         (("manage", "rollback", "--yes"), 2, "no upgrade to roll back"),
         (("manage", "upgrade"), 1, "not confirmed"),  # no terminal, no --yes
-        (("manage", "install", "--pinned-set", NEW), 1, f"installed on pinned set {OLD}, not {NEW}"),
+        (("manage", "install", "--pinned-set", NEW), 1, f"installed on pinned set {old}, not {NEW}"),
     ]
     for args, code, message in cases:
         proc = stack.cli(*args, timeout=120)
         assert (proc.returncode, message in proc.stderr) == (code, True), (args, proc.stderr)
         assert "Traceback" not in proc.stderr
     assert (stack.home / pinned_sets.HOME_RECORD).read_text() == before
-    assert stack.status()["healthy"] and api_version(stack) == OLD
+    assert stack.status()["healthy"] and api_version(stack) == old
 
 
-def test_upgrade_to_the_current_set_keeps_everything(stack, state):
-    report, took, printed = move(stack, "upgrade", (OLD, NEW))
+def test_upgrade_to_the_current_set_keeps_everything(stack, state, old):
+    report, took, printed = move(stack, "upgrade", (old, NEW))
     backup = Path(report["backup"])
     m = manifest_of(backup)
-    assert (m["kind"], m["airflow_version"], m["stack_running"]) == ("pre-upgrade", OLD, False)
+    assert (m["kind"], m["airflow_version"], m["stack_running"]) == ("pre-upgrade", old, False)
     assert str(backup) in printed  # says where the backup went
     rec = record(stack)
-    assert (rec["pinned_set"], rec["previous"]["pinned_set"], rec["previous"]["backup"]) == (NEW, OLD, str(backup))
-    assert (stack.home / "venvs" / OLD / "bin" / "airflow").exists()  # kept for the rollback
+    assert (rec["pinned_set"], rec["previous"]["pinned_set"], rec["previous"]["backup"]) == (NEW, old, str(backup))
+    assert (stack.home / "venvs" / old / "bin" / "airflow").exists()  # kept for the rollback
     status = stack.status()
     assert status["healthy"] and (status["airflow_version"], status["pinned_set"]) == (NEW, NEW)
     assert api_version(stack) == NEW
@@ -128,23 +136,23 @@ def test_upgrade_to_the_current_set_keeps_everything(stack, state):
     run_id, run = _run_dag(stack, "example_bash")
     assert run["state"] == "success"
     state.update(upgrade_s=took, upgrade_report=report, run_after_upgrade=run_id)
-    print(f"\nupgrade {OLD} -> {NEW}: {took:.0f} s; report timings: {report['timings_s']}")
+    print(f"\nupgrade {old} -> {NEW}: {took:.0f} s; report timings: {report['timings_s']}")
 
 
-def test_rollback_brings_back_the_previous_airflow_and_the_pre_upgrade_data(stack, state):
-    report, took, _printed = move(stack, "rollback", (NEW, OLD))
+def test_rollback_brings_back_the_previous_airflow_and_the_pre_upgrade_data(stack, state, old):
+    report, took, _printed = move(stack, "rollback", (NEW, old))
     m = manifest_of(Path(report["backup"]))  # what the upgraded stack held, kept
     assert (m["kind"], m["airflow_version"]) == ("pre-rollback", NEW)
     rec = record(stack)
-    assert (rec["pinned_set"], rec["venv"]) == (OLD, str(stack.home / "venvs" / OLD)) and "previous" not in rec
+    assert (rec["pinned_set"], rec["venv"]) == (old, str(stack.home / "venvs" / old)) and "previous" not in rec
     status = stack.status()
-    assert status["healthy"] and (status["airflow_version"], status["pinned_set"]) == (OLD, OLD)
-    assert api_version(stack) == OLD
+    assert status["healthy"] and (status["airflow_version"], status["pinned_set"]) == (old, old)
+    assert api_version(stack) == old
     assert api_view(stack) == state["before"]  # the run made after the upgrade is gone with its database
     assert _run_dag(stack, "example_bash")[1]["state"] == "success"
     proc = stack.cli("manage", "rollback", "--yes", timeout=120)
     assert proc.returncode == 2 and "no upgrade to roll back" in proc.stderr
-    print(f"\nrollback {NEW} -> {OLD}: {took:.0f} s")
+    print(f"\nrollback {NEW} -> {old}: {took:.0f} s")
 
 
 def test_stop_leaves_nothing(stack):
