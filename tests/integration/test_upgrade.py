@@ -4,7 +4,7 @@ on the way up, and back down by the restore).
 
 A home is installed on the older set (its own venv built from PyPI, the reason this is `long`), started
 and populated (DAG runs that succeeded, a connection, a variable); the bad inputs are refused with the
-home unchanged; then it is upgraded to the current set (the venv the tests run from holds it), and the
+home unchanged; from 3.2.2 a real migration failure (a table in the way) is rolled back by itself; then it is upgraded to the current set (the venv the tests run from holds it), and the
 REST API must show the same DAGs, runs, task instances, connections, variables and users, and run a new
 DAG run; then it is rolled back and the previous Airflow must run again with the pre-upgrade data.
 """
@@ -118,6 +118,40 @@ def test_bad_upgrades_are_refused_and_change_nothing(stack, state, old):
         assert "Traceback" not in proc.stderr
     assert (stack.home / pinned_sets.HOME_RECORD).read_text() == before
     assert stack.status()["healthy"] and api_version(stack) == old
+
+
+def metadata_sql(st: RunningStack, statement: str) -> None:
+    import psycopg2
+
+    pg = st.credentials()["postgres"]
+    conn = psycopg2.connect(host="127.0.0.1", port=pg["connection"]["port"], dbname=pg["connection"]["database"],
+                            user=pg["auth"]["username"], password=pg["auth"]["password"])
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(statement)
+    conn.close()
+
+
+def test_a_failed_migration_rolls_back_by_itself(stack, state, old):
+    """A table in the way of a 3.3.0 migration (0112 creates task_state_store) makes the real
+    `airflow db migrate` fail: the upgrade must put the home back on the older set, database restored."""
+    if old == "3.3.1":
+        pytest.skip("3.3.1 and 3.3.2 ship the same migrations: none to make fail")
+    metadata_sql(stack, "CREATE TABLE task_state_store (in_the_way integer)")
+    before = (stack.home / pinned_sets.HOME_RECORD).read_text()
+    proc, took = timed(stack, "manage", "upgrade", "--yes", "--format", "json", "--timeout", str(START_TIMEOUT_S),
+                       timeout=UPGRADE_TIMEOUT_S)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "failed and was rolled back" in proc.stderr and "airflow db migrate failed" in proc.stderr, proc.stderr
+    assert "task_state_store" in proc.stderr and "Traceback (most recent call last)" not in proc.stderr.split("error:")[0]
+    assert proc.stdout == ""  # no report: a program sees the exit code
+    assert (stack.home / pinned_sets.HOME_RECORD).read_text() == before
+    status = stack.status()
+    assert status["healthy"] and (status["airflow_version"], status["pinned_set"]) == (old, old)
+    assert api_version(stack) == old
+    assert api_view(stack) == state["before"]
+    metadata_sql(stack, "DROP TABLE task_state_store")  # the restored database still has it
+    print(f"\nfailed upgrade {old} -> {NEW}, rolled back by itself: {took:.0f} s")
 
 
 def test_upgrade_to_the_current_set_keeps_everything(stack, state, old):
