@@ -194,7 +194,7 @@ def install(s: Settings, force: bool = False, examples: bool = True) -> Settings
     check_home_owner(s)
     pinned = home_set(s)
     record = pinned_sets.read_record(s.home) if marker(s).exists() else {}
-    if not record.get("venv") and not pinned.default:
+    if not record and not pinned.default:  # a new home on another set: its own venv (an installed one keeps its)
         s = dataclasses.replace(s, venv=s.home / pinned_sets.VENVS_DIR / pinned.name)
     started = time.monotonic()
     system.install_packages(system.missing_packages(s.embedded_postgres, s.embedded_redis))
