@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
-from airflow_resource import AIRFLOW_VERSION, __version__, archive, pgdump, system
+from airflow_resource import __version__, archive, installer, pgdump, system
 from airflow_resource.errors import CommandError
 from airflow_resource.secrets import Secrets, render_env_file
 from airflow_resource.settings import Settings
@@ -143,7 +143,7 @@ def create(s: Settings, sec: Secrets, who: system.RunAs, running: bool, passphra
             "created": datetime.fromtimestamp(created, timezone.utc).isoformat(timespec="seconds"),
             "created_unix": created,
             "resource_version": __version__,
-            "airflow_version": AIRFLOW_VERSION,
+            "airflow_version": installer.home_airflow_version(s),
             "postgres_major": (s.postgres_dir / "PG_VERSION").read_text().strip(),
             "host": socket.gethostname(),
             "home": str(s.home),

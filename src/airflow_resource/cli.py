@@ -18,6 +18,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_START_TIMEOUT_S = 60
 DEFAULT_STOP_TIMEOUT_S = 30
 DEFAULT_RUN_TIMEOUT_S = 600
+# An upgrade that times out waiting for health rolls back: give a loaded machine's start more room.
+DEFAULT_UPGRADE_START_TIMEOUT_S = 180
 TEST_PHASES = ("smoke", "integration", "unit", "e2e", "all", "long")
 
 EXAMPLES = """\
@@ -36,6 +38,8 @@ Usage examples:
   ./cli.sh backup create --passphrase-file pw   database, DAGs, plugins, config, encrypted secrets
   ./cli.sh backup restore FILE --passphrase-file pw   into a stopped or fresh home
   ./cli.sh manage stop                       stop everything; no process is left
+  ./cli.sh manage upgrade --yes              to the newest pinned set: backup, new venv, migrate, start
+  ./cli.sh manage rollback --yes             back to the set before the upgrade (restores its backup)
   ./cli.sh test all                          unit, smoke and integration tests
   APACHE_AIRFLOW_HOME=/tmp/af APACHE_AIRFLOW_API_PORT=58080 ./cli.sh manage start
                                              a second stack beside the first
@@ -45,7 +49,7 @@ Usage examples:
 def _settings(args: argparse.Namespace, running: bool = False):
     from airflow_resource import settings
 
-    flags: dict[str, Any] = {"home": args.home}
+    flags: dict[str, Any] = {"home": args.home, "pinned_set": getattr(args, "pinned_set", None)}
     for item in args.set or []:
         key, sep, value = item.partition("=")
         key = key.strip().replace("-", "_").lower()
@@ -75,13 +79,27 @@ def cmd_help(args: argparse.Namespace) -> int:
 
 def cmd_info(args: argparse.Namespace) -> int:
     runtime = json.loads((REPO_ROOT / "config" / "runtime.json").read_text())
-    from airflow_resource import AIRFLOW_VERSION
+    from airflow_resource import AIRFLOW_VERSION, installer, pinned_sets
 
-    data = {"resource": RESOURCE_NAME, "version": __version__, "airflow_version": AIRFLOW_VERSION, **runtime}
+    s = _settings(args)
+    home: dict[str, Any] = {"home": str(s.home), "installed": installer.marker(s).exists()}
+    if home["installed"]:
+        record = pinned_sets.read_record(s.home)
+        home.update({"pinned_set": installer.home_set(s).name, "airflow": installer.home_airflow_version(s),
+                     "venv": str(s.venv),
+                     "rollback_to": (record.get("previous") or {}).get("pinned_set")})
+    data = {"resource": RESOURCE_NAME, "version": __version__, "airflow_version": AIRFLOW_VERSION, **runtime,
+            "pinned_sets": [p.to_json() for p in pinned_sets.all_sets()], "this_home": home}
     if args.json or args.format == "json":
         printer.emit_json(data)
     else:
         for k, v in data.items():
+            if k == "pinned_sets":
+                v = ", ".join(f"{p['name']} (Airflow {p['airflow']}{', default' if p['default'] else ''})" for p in v)
+            elif k == "this_home":
+                v = (f"{v['home']}: pinned set {v['pinned_set']}, Airflow {v['airflow']}, venv {v['venv']}"
+                     + (f"; `manage rollback` returns to {v['rollback_to']}" if v.get("rollback_to") else "")
+                     if v["installed"] else f"{v['home']}: not installed")
             printer.info(f"{k:<24} {v}")
     return 0
 
@@ -90,8 +108,10 @@ def cmd_manage(args: argparse.Namespace) -> int:
     from airflow_resource import airflow_config, installer, stack
 
     action = args.action
-    if action in ("install", "start", "restart"):
+    if action in ("install", "start", "restart", "upgrade"):
         airflow_config.check_options(_settings(args))  # before anything is installed or stopped
+    if action in ("upgrade", "rollback"):
+        return _upgrade_or_rollback(args)
     if action == "install":
         installer.install(_settings(args), force=args.force)
     elif action == "uninstall":
@@ -126,6 +146,23 @@ def _stop_timeout(args: argparse.Namespace, s: Any) -> int:
     return args.timeout or s.stop_grace_seconds + DEFAULT_STOP_TIMEOUT_S
 
 
+def _upgrade_or_rollback(args: argparse.Namespace) -> int:
+    from airflow_resource import upgrade
+
+    s = _settings(args, running=True)
+    timeout = args.timeout or DEFAULT_UPGRADE_START_TIMEOUT_S
+    if args.action == "upgrade" and not args.rollback:
+        report = upgrade.upgrade(s, args.to, args.yes, timeout)
+    else:
+        if args.to:
+            raise CommandError("rollback takes no --to: it goes back to the set the last upgrade came from",
+                               "`info` shows it (this_home: rollback_to)")
+        report = upgrade.rollback(s, args.yes, timeout)
+    if args.format == "json":
+        printer.emit_json(report)
+    return 0
+
+
 def _print_started(st: Any) -> None:
     s = st.s
     printer.info(f"Airflow UI and REST API: {s.base_url or s.api_url}   (user {s.admin_user})")
@@ -158,7 +195,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             rows.append(row)
         cols = ["component", "state", "health", "pid", "port", "uptime"] + (["detail"] if args.verbose else [])
         overall = "healthy" if report["healthy"] else "UNHEALTHY"
-        printer.table(cols, rows, title=f"apache-airflow {report['airflow_version']}: {overall}  ({report['ui']})")
+        printer.table(cols, rows, title=f"apache-airflow {report['airflow_version']} (pinned set "
+                     f"{report['pinned_set']}): {overall}  ({report['ui']})")
         if not args.verbose and not report["healthy"]:
             for c in report["components"]:
                 if not c["healthy"]:
@@ -417,12 +455,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--format", choices=("text", "json"), default="text")
 
-    p = command("manage", cmd_manage, "install, start, stop, restart, uninstall, scale")
-    p.add_argument("action", choices=("install", "uninstall", "start", "stop", "restart", "scale"))
+    p = command("manage", cmd_manage, "install, start, stop, restart, uninstall, scale, upgrade, rollback")
+    p.add_argument("action", choices=("install", "uninstall", "start", "stop", "restart", "scale", "upgrade", "rollback"))
+    p.add_argument("--pinned-set", metavar="NAME", help="install/start of a new home: the pinned set (Airflow release) "
+                   "to install; default: the current one (`info` lists them)")
+    p.add_argument("--to", metavar="NAME", help="upgrade: the pinned set to move to (default: the newest)")
+    p.add_argument("--rollback", action="store_true", help="upgrade --rollback: the same as `manage rollback`")
+    p.add_argument("--yes", "-y", action="store_true", help="upgrade/rollback: do not ask for confirmation")
+    p.add_argument("--format", choices=("text", "json"), default="text", help="upgrade/rollback: json report on stdout")
     p.add_argument("--workers", type=int, help="scale: the number of Celery workers to run")
     p.add_argument("--wait", action="store_true", default=True, help="wait until healthy (default)")
     p.add_argument("--no-wait", action="store_true", help="return once the processes are launched")
-    p.add_argument("--timeout", type=int, help=f"seconds to wait (start {DEFAULT_START_TIMEOUT_S}; stop: the stop grace + {DEFAULT_STOP_TIMEOUT_S})")
+    p.add_argument("--timeout", type=int, help=f"seconds to wait (start {DEFAULT_START_TIMEOUT_S}; stop: the stop "
+                   f"grace + {DEFAULT_STOP_TIMEOUT_S}; the start inside upgrade/rollback {DEFAULT_UPGRADE_START_TIMEOUT_S})")
     p.add_argument("--force", action="store_true", help="install: redo every step; stop: kill at once")
     p.add_argument("--keep-data", action="store_true", help="uninstall: keep databases, DAGs, logs and secrets")
     p.add_argument("--skip-validation", action="store_true", help=argparse.SUPPRESS)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
 import glob
-import json
 import os
 import shutil
 import subprocess
@@ -11,14 +11,13 @@ import sys
 import time
 from pathlib import Path
 
-from airflow_resource import AIRFLOW_VERSION, datastores, printer, secrets, system
+from airflow_resource import datastores, pinned_sets, printer, secrets, system
 from airflow_resource.errors import AlreadySo, CommandError
 from airflow_resource.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-LOCK_DIR = REPO_ROOT / "constraints"
 EXAMPLE_DAGS_DIR = REPO_ROOT / "dags"
-MARKER = ".installed.json"
+MARKER = pinned_sets.HOME_RECORD
 PIP_TIMEOUT_S = 1800
 
 
@@ -26,8 +25,44 @@ def marker(s: Settings) -> Path:
     return s.home / MARKER
 
 
+def home_set(s: Settings) -> pinned_sets.PinnedSet:
+    """The pinned set the home runs (recorded at install, moved by upgrade/rollback); a home not installed
+    yet: the one the settings ask for. A recorded set no longer in the repository keeps its Airflow version."""
+    name = pinned_sets.home_set_name(s.home) if marker(s).exists() else None
+    if name is None:
+        return pinned_sets.get(s.pinned_set)
+    try:
+        return pinned_sets.get(name)
+    except CommandError:
+        airflow = pinned_sets.read_record(s.home).get("airflow") or name
+        return pinned_sets.PinnedSet(name, airflow, pinned_sets.CONSTRAINTS_DIR, False)
+
+
+def home_airflow_version(s: Settings) -> str:
+    """The Airflow release the home runs (its venv's), or will run once installed (its pinned set's: the
+    configured venv may hold another one, e.g. a fresh home asked to be on an older set)."""
+    if marker(s).exists():
+        return airflow_version(s.venv) or home_set(s).airflow
+    return home_set(s).airflow
+
+
+def check_pinned_set(s: Settings) -> None:
+    """A pinned set asked for (flag, environment, config file) that is not the one the home runs is refused:
+    only upgrade and rollback move a home between sets."""
+    recorded = pinned_sets.home_set_name(s.home) if marker(s).exists() else None
+    asked = s.sources.get("pinned_set", "default") not in ("default", "running stack")
+    if recorded and asked and s.pinned_set != recorded:
+        raise CommandError(f"{s.home} is installed on pinned set {recorded}, not {s.pinned_set} "
+                           f"(asked by {s.sources['pinned_set']})",
+                           f"move it with `manage upgrade --to {s.pinned_set}` or `manage rollback`, or drop "
+                           "that setting; nothing was changed")
+    if asked:
+        pinned_sets.get(s.pinned_set)  # an unknown name is refused before anything is written
+
+
 def is_installed(s: Settings) -> bool:
-    return marker(s).exists() and airflow_version(s.venv) == AIRFLOW_VERSION and not missing_modules(s.venv)
+    return (marker(s).exists() and airflow_version(s.venv) == home_set(s).airflow
+            and not missing_modules(s.venv))
 
 
 # Python packages of the lock file the stack needs beyond Airflow itself: a venv made before one was
@@ -35,30 +70,34 @@ def is_installed(s: Settings) -> bool:
 VENV_MODULES = ("statsd",)  # Airflow's statsd client: without it Airflow silently sends no metrics
 
 
+def _site_packages(venv: Path) -> Path:
+    return venv / "lib" / "python3*" / "site-packages"
+
+
 def missing_modules(venv: Path) -> list[str]:
-    site = venv / "lib" / "python3*" / "site-packages"
-    return [m for m in VENV_MODULES if not glob.glob(str(site / m / "__init__.py"))]
+    return [m for m in VENV_MODULES if not glob.glob(str(_site_packages(venv) / m / "__init__.py"))]
+
+
+def has_resource_package(venv: Path) -> bool:
+    """Components run this package's modules (launcher, metrics, housekeeper) with the stack venv's Python."""
+    return venv == Path(sys.prefix) or bool(glob.glob(str(_site_packages(venv) / "airflow_resource-*.dist-info")))
 
 
 def airflow_version(venv: Path) -> str | None:
     """Installed Airflow version, read from its dist-info (no import: fast)."""
-    found = glob.glob(str(venv / "lib" / "python3*" / "site-packages" / "apache_airflow-*.dist-info"))
+    found = glob.glob(str(_site_packages(venv) / "apache_airflow-*.dist-info"))
     if not found:
         return None
     return Path(found[0]).name[len("apache_airflow-"):-len(".dist-info")]
 
 
-def lock_file(python: Path) -> Path:
-    ver = subprocess.run([str(python), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                         capture_output=True, text=True, check=True).stdout.strip()
-    path = LOCK_DIR / f"lock-py{ver}.txt"
-    if not path.exists():
-        have = ", ".join(sorted(p.name for p in LOCK_DIR.glob("lock-py*.txt"))) or "none"
-        raise CommandError(
-            f"no lock file for Python {ver} (have: {have})",
-            f"use a Python the lock covers, or run PYTHON=python{ver} scripts/lock.sh and commit the result",
-        )
-    return path
+def python_version(python: Path) -> str:
+    return subprocess.run([str(python), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+def lock_file(python: Path, pinned: pinned_sets.PinnedSet | None = None) -> Path:
+    return (pinned or pinned_sets.default_set()).lock_file(python_version(python))
 
 
 def check_home_owner(s: Settings) -> None:
@@ -77,19 +116,29 @@ def check_home_owner(s: Settings) -> None:
                            "choose another home with APACHE_AIRFLOW_HOME")
 
 
-def ensure_venv(s: Settings) -> None:
-    """The venv with the pinned Airflow; created and filled from the lock file when missing."""
-    if airflow_version(s.venv) == AIRFLOW_VERSION and not missing_modules(s.venv):
-        return
-    python = s.venv / "bin" / "python"
+def ensure_venv(venv: Path, pinned: pinned_sets.PinnedSet) -> float | None:
+    """The venv with the pinned set's Airflow and this package; created and filled from the set's lock file
+    when missing. Returns the seconds pip took (None: nothing to do)."""
+    if airflow_version(venv) == pinned.airflow and not missing_modules(venv) and has_resource_package(venv):
+        return None
+    python = venv / "bin" / "python"
     if not python.exists():
-        printer.step(f"creating venv {s.venv}")
-        subprocess.run([sys.executable, "-m", "venv", str(s.venv)], check=True)
-    lock = lock_file(python)
-    printer.step(f"installing Airflow {AIRFLOW_VERSION} and its pinned stack from {lock.name} (1-3 minutes)")
+        printer.step(f"creating venv {venv}")
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    lock = lock_file(python, pinned)
+    printer.step(f"installing Airflow {pinned.airflow} and its pinned stack from "
+                 f"{lock.relative_to(REPO_ROOT)} into {venv} (1-3 minutes)")
     started = time.monotonic()
-    cmd = [str(python), "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "off",
-           "-r", str(lock)]
+    _pip(python, ["-r", str(lock)])
+    if not has_resource_package(venv):
+        _pip(python, ["--no-deps", "-e", str(REPO_ROOT)])
+    took = time.monotonic() - started
+    printer.ok(f"Airflow {airflow_version(venv)} installed in {took:.0f} s")
+    return took
+
+
+def _pip(python: Path, args: list[str]) -> None:
+    cmd = [str(python), "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "off", *args]
     with printer.status("pip install") as spinner:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         tail: list[str] = []
@@ -103,8 +152,7 @@ def ensure_venv(s: Settings) -> None:
         rc = proc.wait(timeout=PIP_TIMEOUT_S)
     if rc != 0:
         raise CommandError("pip install of the pinned stack failed:\n" + "\n".join(tail),
-                           "fix the error above (network to PyPI, disk space), then run `manage install` again")
-    printer.ok(f"Airflow {airflow_version(s.venv)} installed in {time.monotonic() - started:.0f} s")
+                           "fix the error above (network to PyPI, disk space), then run the command again")
 
 
 def layout(s: Settings, who: system.RunAs) -> None:
@@ -137,16 +185,24 @@ def install_example_dags(s: Settings, who: system.RunAs) -> list[str]:
     return copied
 
 
-def install(s: Settings, force: bool = False, examples: bool = True) -> None:
-    """examples=False: a restored home keeps exactly the DAGs of its backup."""
+def install(s: Settings, force: bool = False, examples: bool = True) -> Settings:
+    """examples=False: a restored home keeps exactly the DAGs of its backup. Returns the settings the home
+    runs with (its venv: a home on a pinned set other than the default gets its own, <home>/venvs/<set>)."""
+    check_pinned_set(s)
     if is_installed(s) and not force:
         raise AlreadySo(f"already installed in {s.home}", "`manage start` starts it; `manage install --force` re-runs every step")
     check_home_owner(s)
+    pinned = home_set(s)
+    record = pinned_sets.read_record(s.home) if marker(s).exists() else {}
+    if not record and not pinned.default:  # a new home on another set: its own venv (an installed one keeps its)
+        s = dataclasses.replace(s, venv=s.home / pinned_sets.VENVS_DIR / pinned.name)
     started = time.monotonic()
     system.install_packages(system.missing_packages(s.embedded_postgres, s.embedded_redis))
     who = system.ensure_service_user(s.service_user, s.home)
     layout(s, who)
-    ensure_venv(s)
+    if s.venv.parent.name == pinned_sets.VENVS_DIR:
+        s.venv.parent.mkdir(exist_ok=True)
+    ensure_venv(s.venv, pinned)
     sec, created = secrets.ensure(s.secrets_file)
     if created:
         printer.ok(f"generated secrets in {s.secrets_file} (mode 0600)")
@@ -160,9 +216,13 @@ def install(s: Settings, force: bool = False, examples: bool = True) -> None:
     copied = install_example_dags(s, who) if examples else []
     if copied:
         printer.ok(f"example DAGs in {s.dags_dir}: {', '.join(c for c in copied if c.endswith('.py'))}")
-    marker(s).write_text(json.dumps({"airflow": AIRFLOW_VERSION, "installed_at": time.time(),
-                                     "service_user": who.name}) + "\n")
-    printer.ok(f"installed in {s.home} ({time.monotonic() - started:.0f} s)")
+    configured = s.configured_venv or s.venv
+    record.update({"airflow": pinned.airflow, "pinned_set": pinned.name, "installed_at": time.time(),
+                   "service_user": who.name, "venv": None if s.venv == configured else str(s.venv)})
+    pinned_sets.write_record(s.home, record)
+    printer.ok(f"installed in {s.home} (pinned set {pinned.name}: Airflow {pinned.airflow}) "
+               f"({time.monotonic() - started:.0f} s)")
+    return s
 
 
 KEEP_ON_UNINSTALL = ("postgres", "redis", "dags", "plugins", "data", "logs", "backups", "alerts", "secrets.env",

@@ -30,16 +30,18 @@ def _version(text: str) -> tuple[int, ...]:
     return tuple(int(x) for x in text.split(".") if x.isdigit())
 
 
-def check_compatible(manifest: dict[str, Any], machine_pg_major: str | None) -> None:
+def check_compatible(manifest: dict[str, Any], machine_pg_major: str | None, airflow_here: str = AIRFLOW_VERSION) -> None:
+    """airflow_here: the Airflow the home runs (its pinned set's): an archive from a newer one is refused."""
     pg = str(manifest.get("postgres_major"))
     if machine_pg_major and pg != machine_pg_major:
         raise CommandError(
             f"the backup holds a PostgreSQL {pg} database; this machine runs PostgreSQL {machine_pg_major}",
             f"restore it on a machine with postgresql-{pg}, or upgrade it there first; nothing was changed")
     airflow = str(manifest.get("airflow_version"))
-    if _version(airflow) > _version(AIRFLOW_VERSION):
-        raise CommandError(f"the backup is from Airflow {airflow}, newer than this resource's {AIRFLOW_VERSION}",
-                           "restore it with the resource version that made it; nothing was changed")
+    if _version(airflow) > _version(airflow_here):
+        raise CommandError(f"the backup is from Airflow {airflow}, newer than this home's {airflow_here}",
+                           "restore it into a home on that Airflow's pinned set (or newer: `manage upgrade` "
+                           "moves a home forward); nothing was changed")
 
 
 def _refuse_running(s: Settings) -> None:
@@ -120,7 +122,7 @@ def restore(s: Settings, path: Path, passphrase_file: Path | None, force: bool) 
         raise CommandError("restore covers the embedded PostgreSQL only; this home uses APACHE_AIRFLOW_POSTGRES_URL",
                            "restore that server with its own tools (pg_restore)")
     manifest = archive.read_manifest(path)
-    check_compatible(manifest, system.pg_major(pgdump.pg_bindir()))
+    check_compatible(manifest, system.pg_major(pgdump.pg_bindir()), installer.home_airflow_version(s))
     if datastores.is_initialised(s) and not force:
         raise CommandError(f"{s.home} already holds a metadata database; a restore replaces it",
                            "back it up first (`backup create`), then pass --force; or restore into a fresh home")

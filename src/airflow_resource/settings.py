@@ -49,13 +49,22 @@ def _default_concurrency(_: Mapping[str, Any]) -> int:
     return max(4, 4 * (os.cpu_count() or 1))
 
 
+def _default_pinned_set() -> str:
+    from airflow_resource import pinned_sets
+
+    return pinned_sets.default_set().name
+
+
 PORT = dict(minimum=1, maximum=65535)
 # supervisord's ini reads '%' as interpolation and ';'/'#' as comments; quotes break its env parser.
 UNSAFE_PATH_CHARS = set("%;#'\"\\")
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("home", str, _default_home, "Resource home: venv, Airflow home, data, logs, secrets."),
-    Setting("venv", str, lambda v: str(Path(v["home"]) / "venv"), "Python venv with Airflow and this package."),
+    Setting("venv", str, lambda v: str(Path(v["home"]) / "venv"), "Python venv with Airflow and this package "
+            "(the default pinned set's; a home on another set runs from the venv its install record names)."),
+    Setting("pinned_set", str, lambda v: _default_pinned_set(), "Pinned set (Airflow release) a new home is "
+            "installed on; an installed home keeps its own until `manage upgrade` / `manage rollback`."),
     Setting("dags_dir", str, lambda v: str(Path(v["home"]) / "dags"), "Folder of DAG files the stack parses."),
     Setting("api_host", str, "127.0.0.1", "Bind address of the api-server (UI and REST API); 0.0.0.0 to serve the network."),
     Setting("api_port", int, 48080, "Port of the api-server (UI, REST API, Execution API).", **PORT),
@@ -94,6 +103,7 @@ BY_NAME = {s.name: s for s in SETTINGS}
 class Settings:
     home: Path
     venv: Path
+    pinned_set: str
     dags_dir: Path
     api_host: str
     api_port: int
@@ -121,6 +131,9 @@ class Settings:
     # tables and AIRFLOW__* in the environment; airflow_config checks them against what the stack owns.
     airflow_options: dict[str, str] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict, compare=False)
+    # The venv the settings name (APACHE_AIRFLOW_VENV, <home>/venv) when the home's install record points
+    # `venv` at another one (a home on a pinned set other than the default): where the default set goes.
+    configured_venv: Path | None = field(default=None, compare=False)
 
     # Derived paths: one place, so the layout in DESIGN.md is written down once.
     @property
@@ -216,7 +229,8 @@ class Settings:
         return self.api_url + urlsplit(self.base_url).path.rstrip("/") if self.base_url else self.api_url
 
     def to_json(self) -> dict[str, Any]:
-        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "sources"}
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+             if f.name not in ("sources", "configured_venv")}
         return {k: str(v) if isinstance(v, Path) else v for k, v in d.items()}
 
 
@@ -339,7 +353,17 @@ def resolve(
             f"lower {BY_NAME['log_server_port'].env} or {BY_NAME['workers'].env}",
         )
     values["airflow_options"] = _airflow_options(file_data, environ, str(config_path))
-    return Settings(**values, sources=sources)
+    configured_venv = values["venv"]
+    recorded = _recorded_venv(values["home"])
+    if recorded is not None:
+        values["venv"], sources["venv"] = recorded, "home install record"
+    return Settings(**values, sources=sources, configured_venv=configured_venv)
+
+
+def _recorded_venv(home: Path) -> Path | None:
+    from airflow_resource import pinned_sets
+
+    return pinned_sets.recorded_venv(home)
 
 
 def load_effective(home: Path) -> dict[str, Any] | None:
@@ -361,7 +385,7 @@ def for_running_stack(flags: Mapping[str, Any] | None = None) -> Settings:
     merged["airflow_options"] = dict(merged.get("airflow_options") or {})
     for name in ("home", "venv", "dags_dir"):
         merged[name] = Path(merged[name])
-    return Settings(**merged, sources={k: "running stack" for k in merged})
+    return Settings(**merged, sources={k: "running stack" for k in merged}, configured_venv=current.configured_venv)
 
 
 def json_schema() -> dict[str, Any]:

@@ -17,7 +17,7 @@ from typing import Any
 
 import psutil
 
-from airflow_resource import AIRFLOW_VERSION, airflow_config, components, datastores, installer, printer
+from airflow_resource import airflow_config, components, datastores, installer, printer
 from airflow_resource import secrets as secrets_mod
 from airflow_resource import launch, probes, supervisor, system
 from airflow_resource.components import Component
@@ -44,6 +44,7 @@ class Stack:
     sec: Secrets
     who: system.RunAs
     comps: list[Component]
+    migrate_s: float | None = None  # how long this start's `airflow db migrate` took (None: not needed)
 
     @classmethod
     def load(cls, s: Settings) -> "Stack":
@@ -235,11 +236,11 @@ def start_group(st: Stack, comps: list[Component]) -> None:
 
 
 def migrate(st: Stack) -> None:
-    """Migrate the metadata database once per Airflow version."""
+    """Migrate the metadata database once per Airflow version (the venv's: a new pinned set migrates)."""
     s = st.s
     if s.embedded_postgres:
         datastores.ensure_roles_and_databases(s, st.sec)
-    migrated = s.airflow_home / f".migrated-{AIRFLOW_VERSION}"
+    migrated = s.airflow_home / f".migrated-{installer.home_airflow_version(s)}"
     if not migrated.exists():
         t = time.monotonic()
         with printer.status("migrating the Airflow metadata database (first start: up to a minute)"):
@@ -248,7 +249,8 @@ def migrate(st: Stack) -> None:
             raise CommandError("airflow db migrate failed:\n" + (proc.stderr or proc.stdout).strip()[-2000:],
                                "fix the error above, then run `manage start` again")
         migrated.write_text(f"{time.time()}\n")
-        printer.ok(f"metadata database migrated ({time.monotonic() - t:.1f} s)")
+        st.migrate_s = time.monotonic() - t
+        printer.ok(f"metadata database migrated ({st.migrate_s:.1f} s)")
 
 
 def restore_unacked_tasks(st: Stack) -> int:
@@ -327,10 +329,11 @@ def start(s: Settings, timeout: float, wait: bool = True) -> Stack:
     if is_running(s):
         raise AlreadySo(f"already running from {s.home}", "`status` shows its health; `manage restart` restarts it")
     installer.check_home_owner(s)
+    installer.check_pinned_set(s)
     # Ports first, before any install work: the table needs no real secrets to know its ports.
     check_ports(components.build(s, secrets_mod.placeholder()))
     if not installer.is_installed(s):
-        installer.install(s)
+        s = installer.install(s)
     begun = time.monotonic()
     st = Stack.load(s)
     if s.embedded_postgres and datastores.is_initialised(s):
@@ -596,7 +599,8 @@ def status(s: Settings, verbose: bool = False) -> dict[str, Any]:
     """Per-component state from supervisord plus a real probe, in parallel: answers in well under a second.
     verbose: also what the pipelines are doing (activity.py), read while the probes run."""
     report: dict[str, Any] = {"resource": "apache-airflow", "home": str(s.home), "running": False,
-                              "healthy": False, "airflow_version": AIRFLOW_VERSION, "ui": s.api_url,
+                              "healthy": False, "airflow_version": installer.home_airflow_version(s),
+                              "pinned_set": installer.home_set(s).name, "ui": s.api_url,
                               "components": []}
     if not is_running(s):
         return report
