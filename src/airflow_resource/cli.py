@@ -42,7 +42,7 @@ Usage examples:
 """
 
 
-def _settings(args: argparse.Namespace, running: bool = False):
+def _settings(args: argparse.Namespace, running: bool = False, damaged_ok: bool = False):
     from airflow_resource import settings
 
     flags: dict[str, Any] = {"home": args.home}
@@ -56,7 +56,7 @@ def _settings(args: argparse.Namespace, running: bool = False):
             raise CommandError(f"--set {key}: this setting may hold a credential and is not taken from a command line",
                                f"set {settings.BY_NAME[key].env} in the environment or {key} in resource.toml")
         flags[key] = value
-    return settings.for_running_stack(flags) if running else settings.resolve(flags)
+    return settings.for_running_stack(flags, damaged_ok) if running else settings.resolve(flags)
 
 
 # ---------------------------------------------------------------- commands
