@@ -19,14 +19,53 @@ import sys
 import time
 from pathlib import Path
 
-from airflow_resource import alerts, retention
+from airflow_resource import alerts, diskspace, retention
 
 POLL_S = 1.0
 HEARTBEAT_S = 10.0
+DISK_CHECK_S = 5.0
+ADMIN_PASSWORD_ENV = "APACHE_AIRFLOW_ADMIN_PASSWORD"  # secrets.Secrets.env_name("admin_password")
 
 
 def _log(message: str) -> None:
     print(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), message, flush=True)
+
+
+class DiskGuard:
+    """Below the critical free space, hold every pool at 0 slots (no new task starts); above it again,
+    give the pools their slots back (diskspace.py). The wanted state is re-applied until the REST API
+    accepts it, and the first check releases a hold an earlier housekeeper left behind."""
+
+    def __init__(self, api_url: str, admin_user: str) -> None:
+        self.api_url = api_url
+        self.admin_user = admin_user
+        self.paths = [Path(p) for p in os.environ.get(diskspace.PATHS_ENV, "").split(os.pathsep) if p]
+        self.critical_mb = int(os.environ.get(diskspace.CRITICAL_ENV) or 0)
+        self.applied: bool | None = None  # True: pools held, False: released, None: not known yet
+
+    def check(self) -> None:
+        if not self.paths or not self.critical_mb or not self.api_url:
+            return
+        fs = diskspace.critical(self.paths, self.critical_mb)
+        hold = fs is not None
+        if not hold and self.applied is False:
+            return  # while held, each check also holds a pool created since (two small REST reads)
+        from airflow_resource.api import AirflowAPI  # requests: only when there is something to do
+
+        try:
+            api = AirflowAPI(self.api_url, self.admin_user, os.environ.get(ADMIN_PASSWORD_ENV, ""), timeout=10)
+            if hold:
+                n = diskspace.hold_pools(api)
+                if n or not self.applied:
+                    _log(f"WARNING {diskspace.refusal(fs, self.critical_mb)} Pools held at 0 slots: {n}")
+            else:
+                n = diskspace.release_pools(api)
+                if n or self.applied:
+                    _log(f"disk space is above {self.critical_mb} MB free again: {n} pool(s) given their slots back")
+            self.applied = hold
+        except Exception as exc:  # noqa: BLE001 - the API may be starting or down: try again next check
+            _log(f"ERROR {'holding' if hold else 'releasing'} the pools for the disk guard: "
+                 f"{getattr(exc, 'message', None) or exc}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--retention-days", type=int, required=True)
     ap.add_argument("--ui-url", required=True)
     ap.add_argument("--heartbeat", required=True)
+    ap.add_argument("--api-url", default="")
+    ap.add_argument("--admin-user", default="admin")
     args = ap.parse_args(argv)
     url = os.environ.get(alerts.WEBHOOK_ENV, "")
     spool = Path(args.alerts_dir)
@@ -53,12 +94,19 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, stop)
     _log(f"housekeeper: alerts {'to ' + alerts.redact(url) if url else 'off (no webhook URL)'}; "
          f"log retention {args.retention_days} day(s)" + (" (keep forever)" if args.retention_days <= 0 else ""))
-    next_cleanup = next_beat = 0.0
+    guard = DiskGuard(args.api_url, args.admin_user)
+    next_cleanup = next_beat = next_disk = 0.0
     while not stopping:
         now = time.monotonic()
         if now >= next_beat:
-            heartbeat.touch()
+            try:
+                heartbeat.touch()
+            except OSError as exc:  # a full disk must not stop the loop that handles a full disk
+                _log(f"ERROR touching the heartbeat: {exc}")
             next_beat = now + HEARTBEAT_S
+        if now >= next_disk:
+            guard.check()
+            next_disk = now + DISK_CHECK_S
         if url:
             try:
                 alerts.deliver_due(spool, url, args.ui_url, task_logs, log=_log)

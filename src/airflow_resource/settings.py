@@ -50,6 +50,16 @@ def _default_concurrency(_: Mapping[str, Any]) -> int:
     return max(4, 4 * (os.cpu_count() or 1))
 
 
+def _default_worker_memory(_: Mapping[str, Any]) -> int:
+    # Half the machine per worker: a runaway task cannot take the memory PostgreSQL, Redis and the
+    # scheduler need, while ordinary tasks are never near it.
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return 0
+    return max(256, total // 2 // 2**20)
+
+
 PORT = dict(minimum=1, maximum=65535)
 # supervisord's ini reads '%' as interpolation and ';'/'#' as comments; quotes break its env parser.
 UNSAFE_PATH_CHARS = set("%;#'\"\\")
@@ -69,6 +79,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("log_server_port", int, 48793, "First port of the task log servers (triggerer, then one per worker).", **PORT),
     Setting("workers", int, 1, "Number of Celery worker processes on this machine.", minimum=0, maximum=64),
     Setting("worker_concurrency", int, _default_concurrency, "Task slots per Celery worker.", minimum=1, maximum=256),
+    Setting("worker_memory_limit_mb", int, _default_worker_memory, "Memory limit of each Celery worker with its "
+            "tasks, in MB (0: none): a task that allocates past it is killed and fails like any task; the worker "
+            "keeps running. Default: half the machine's memory.", minimum=0, maximum=2**30),
+    Setting("disk_warn_percent", int, 10, "status reports the stack degraded when a file system of the home has "
+            "less than this percentage free (0: never).", minimum=0, maximum=99),
+    Setting("disk_critical_mb", int, 512, "Below this many MB free on a file system of the home, new DAG runs are "
+            "refused and no new task starts until space is freed (0: never).", minimum=0, maximum=2**30),
     Setting("postgres_url", str, "", "URL of a PostgreSQL that already runs (then no embedded PostgreSQL)."),
     Setting("redis_url", str, "", "URL of a Redis that already runs (then no embedded Redis)."),
     Setting("service_user", str, "airflow", "Unprivileged user the components run as when the CLI runs as root."),
@@ -104,6 +121,9 @@ class Settings:
     log_server_port: int
     workers: int
     worker_concurrency: int
+    worker_memory_limit_mb: int
+    disk_warn_percent: int
+    disk_critical_mb: int
     postgres_url: str
     redis_url: str
     service_user: str
