@@ -39,7 +39,7 @@ WORKER_PREFIX = "worker-"
 
 
 def worker_hostname(index: int) -> str:
-    return f"worker-{index}@{socket.gethostname()}"
+    return f"{WORKER_PREFIX}{index}@{socket.gethostname()}"
 
 
 def build(s: Settings, sec: Secrets, pg_bindir: str = "", redis_server: str = "") -> list[Component]:
@@ -98,7 +98,7 @@ def build(s: Settings, sec: Secrets, pg_bindir: str = "", redis_server: str = ""
     ))
     # Alert delivery, log retention and the disk-full hold of the pools (housekeeper.py). The webhook URL
     # may hold a token and the admin password is one: env file only.
-    env = {**disk_env(s), Secrets.env_name("admin_password"): sec.admin_password}
+    env = {**disk_env(s), Secrets.env_name("admin_password"): sec.admin_password}  # the pool hold's REST login
     if s.alert_webhook_url:
         env[alerts.WEBHOOK_ENV] = s.alert_webhook_url
     comps.append(Component(

@@ -12,8 +12,6 @@ statvfs per watched folder, only on those requests.
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
@@ -28,8 +26,7 @@ class DiskGuardMiddleware:
 
     def __init__(self, app: Any) -> None:
         self.app = app
-        self.paths = [Path(p) for p in os.environ.get(diskspace.PATHS_ENV, "").split(os.pathsep) if p]
-        self.critical_mb = int(os.environ.get(diskspace.CRITICAL_ENV) or 0)
+        self.paths, self.critical_mb = diskspace.from_env()
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if (scope.get("type") == "http" and scope.get("method") == "POST" and self.paths

@@ -83,6 +83,12 @@ def watched_paths(s: Any) -> list[Path]:
     return paths
 
 
+def from_env() -> tuple[list[Path], int]:
+    """The folders and threshold the disk guard's processes (api-server, housekeeper) were given."""
+    paths = [Path(p) for p in os.environ.get(PATHS_ENV, "").split(os.pathsep) if p]
+    return paths, int(os.environ.get(CRITICAL_ENV) or 0)
+
+
 def critical(paths: Iterable[Path], critical_mb: int) -> FileSystem | None:
     """The first file system below the critical threshold, if any (the middleware's check: microseconds)."""
     if not critical_mb:

@@ -1,13 +1,16 @@
-"""The housekeeper component: delivers failure alerts and enforces log retention, in one small loop.
+"""The housekeeper component: delivers failure alerts, enforces log retention and holds the pools while
+the disk is nearly full, in one small loop.
 
-    python -m airflow_resource.housekeeper --home HOME --task-logs DIR --dag-processor-logs DIR \
-        --retention-days N --ui-url URL --heartbeat FILE
+    python -m airflow_resource.housekeeper --alerts-dir DIR --task-logs DIR --dag-processor-logs DIR \
+        --retention-days N --ui-url URL --heartbeat FILE [--api-url URL --admin-user NAME]
 
 Supervised like every component (restarted on a crash; its own log in logs/components/housekeeper.log).
-The webhook URL comes from the environment (APACHE_AIRFLOW_ALERT_WEBHOOK_URL, in the component's 0600 env
-file), never from the command line. Each pass: deliver the alerts that are due (every POLL_S), run the
-retention cleanup at start and every retention.CLEANUP_INTERVAL_S, and touch the heartbeat file that the
-status probe reads.
+The webhook URL and the admin password come from the environment (APACHE_AIRFLOW_ALERT_WEBHOOK_URL,
+APACHE_AIRFLOW_ADMIN_PASSWORD, in the component's 0600 env file), never from the command line. Each pass:
+deliver the alerts that are due (every POLL_S), check the free disk space (every DISK_CHECK_S: below
+APACHE_AIRFLOW_DISK_CRITICAL_MB the pools are held at 0 slots, see diskspace.py), run the retention
+cleanup at start and every retention.CLEANUP_INTERVAL_S, and touch the heartbeat file that the status
+probe reads.
 """
 
 from __future__ import annotations
@@ -20,11 +23,12 @@ import time
 from pathlib import Path
 
 from airflow_resource import alerts, diskspace, retention
+from airflow_resource.secrets import Secrets
 
 POLL_S = 1.0
 HEARTBEAT_S = 10.0
 DISK_CHECK_S = 5.0
-ADMIN_PASSWORD_ENV = "APACHE_AIRFLOW_ADMIN_PASSWORD"  # secrets.Secrets.env_name("admin_password")
+ADMIN_PASSWORD_ENV = Secrets.env_name("admin_password")  # in its 0600 env file (components.py)
 
 
 def _log(message: str) -> None:
@@ -39,8 +43,7 @@ class DiskGuard:
     def __init__(self, api_url: str, admin_user: str) -> None:
         self.api_url = api_url
         self.admin_user = admin_user
-        self.paths = [Path(p) for p in os.environ.get(diskspace.PATHS_ENV, "").split(os.pathsep) if p]
-        self.critical_mb = int(os.environ.get(diskspace.CRITICAL_ENV) or 0)
+        self.paths, self.critical_mb = diskspace.from_env()
         self.applied: bool | None = None  # True: pools held, False: released, None: not known yet
 
     def check(self) -> None:

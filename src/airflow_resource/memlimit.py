@@ -63,9 +63,7 @@ def prepare(s: Any, names: list[str], who: system.RunAs, root: Path = V1_ROOT) -
         for name in names:
             path = base / name
             path.mkdir(parents=True, exist_ok=True)
-            (path / "memory.limit_in_bytes").write_text(str(limit))
-            if (path / "memory.memsw.limit_in_bytes").exists():  # swap counts too: no escape into swap
-                (path / "memory.memsw.limit_in_bytes").write_text(str(limit))
+            _set_limit(path, limit)
             if system.is_root():  # the worker joins as the service user: the files it writes are its own
                 for f in ("cgroup.procs", "tasks"):
                     os.chown(path / f, who.uid, who.gid)
@@ -76,6 +74,17 @@ def prepare(s: Any, names: list[str], who: system.RunAs, root: Path = V1_ROOT) -
         printer.warn(f"worker memory limit: no writable memory cgroup ({exc}); holding each process of a worker "
                      f"to {s.worker_memory_limit_mb} MB with RLIMIT_DATA instead of the worker as a whole")
         return {name: {RLIMIT_ENV: str(s.worker_memory_limit_mb)} for name in names}
+
+
+def _set_limit(path: Path, limit: int) -> None:
+    """Memory, and memory + swap where the kernel accounts swap (no escape into swap). The kernel keeps
+    memsw >= memory at every step: lift memsw first (a cgroup left by a crash may hold a lower one)."""
+    memsw = path / "memory.memsw.limit_in_bytes"
+    if memsw.exists():
+        memsw.write_text("-1")
+    (path / "memory.limit_in_bytes").write_text(str(limit))
+    if memsw.exists():
+        memsw.write_text(str(limit))
 
 
 def remove(s: Any) -> None:
@@ -98,13 +107,13 @@ def _rmdir(path: Path) -> None:
         pass
 
 
-def stats(pid: int) -> dict[str, int] | None:
+def stats(s: Any, pid: int) -> dict[str, int] | None:
     """Memory use, limit and OOM kills (MB, MB, count) of the cgroup a worker runs in; None when it runs
-    in none of ours."""
+    in none of the stack's."""
     try:
-        parent = own_cgroup(Path(f"/proc/{pid}/cgroup").read_text())
-        path = V1_ROOT / (parent or "").lstrip("/")
-        if "apache-airflow-" not in str(path):
+        base = Path((s.run_dir / RECORD).read_text().strip())
+        path = V1_ROOT / (own_cgroup(Path(f"/proc/{pid}/cgroup").read_text()) or "").lstrip("/")
+        if path.parent != base:
             return None
         usage = int((path / "memory.usage_in_bytes").read_text()) // MB
         limit = int((path / "memory.limit_in_bytes").read_text()) // MB

@@ -362,7 +362,7 @@ def start(s: Settings, timeout: float, wait: bool = True) -> Stack:
 GIVEN_UP = ("FATAL", "EXITED")  # supervisord stopped restarting them (too many quick crashes), or they exited
 
 
-def revive(s: Settings, timeout: float) -> list[str]:
+def revive(s: Settings, timeout: float) -> None:
     """Start again the components of the running stack that supervisord gave up on (after a full disk,
     a lost database: crashes that outlast its retries), once the cause is fixed. Exit 2 when none."""
     st = Stack.load(s)
@@ -374,7 +374,6 @@ def revive(s: Settings, timeout: float) -> list[str]:
     printer.step(f"starting {names}: supervisord had given up on them")
     start_group(st, dead)
     wait_ready(st, dead, time.monotonic() + timeout, names)
-    return [c.name for c in dead]
 
 
 def scale(s: Settings, workers: int, timeout: float) -> None:
@@ -598,7 +597,7 @@ def status(s: Settings, verbose: bool = False) -> dict[str, Any]:
             "last_error": None if (running and ok) else (last_error(s, c.name) or info.get("spawnerr") or None),
         }
         if running and c.name.startswith(components.WORKER_PREFIX):
-            entry.update(memlimit.stats(info["pid"]) or {})  # memory_mb, memory_limit_mb, oom_kills
+            entry.update(memlimit.stats(s, info["pid"]) or {})  # memory_mb, memory_limit_mb, oom_kills
         report["components"].append(entry)
     report["running"] = any(e["running"] for e in report["components"])
     report["healthy"] = all(e["healthy"] for e in report["components"])

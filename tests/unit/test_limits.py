@@ -293,6 +293,24 @@ def test_default_limit_is_half_the_machine(make_settings):
     assert abs(make_settings().worker_memory_limit_mb - total_mb // 2) <= 1
 
 
+def test_stats_read_the_cgroup_the_worker_runs_in(make_settings, tmp_path, monkeypatch):
+    own = memlimit.own_cgroup(Path("/proc/self/cgroup").read_text())
+    if not own or own == "/":
+        pytest.skip("this process is not in a nested cgroup v1 memory cgroup")
+    monkeypatch.setattr(memlimit, "V1_ROOT", tmp_path)
+    path = tmp_path / own.lstrip("/")  # stands for <stack cgroup>/worker-1; this process is the worker
+    path.mkdir(parents=True)
+    (path / "memory.usage_in_bytes").write_text(str(300 * MB))
+    (path / "memory.limit_in_bytes").write_text(str(1024 * MB))
+    (path / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n")
+    s = make_settings()
+    s.run_dir.mkdir()
+    (s.run_dir / memlimit.RECORD).write_text(f"{path.parent}\n")
+    assert memlimit.stats(s, os.getpid()) == {"memory_mb": 300, "memory_limit_mb": 1024, "oom_kills": 2}
+    (s.run_dir / memlimit.RECORD).write_text("/sys/fs/cgroup/memory/another-stack\n")
+    assert memlimit.stats(s, os.getpid()) is None
+
+
 LAUNCH = Path(launch.__file__).resolve()
 ALLOCATE = "b = bytearray(200 * 2**20); print('allocated')"
 
