@@ -105,6 +105,9 @@ def limit_memory() -> None:
                   "memory limit", file=sys.stderr, flush=True)
     if rlimit_mb:
         limit = int(rlimit_mb) * 2**20
+        _soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
+        if hard != resource.RLIM_INFINITY:
+            limit = min(limit, hard)  # an unprivileged process cannot raise its hard limit
         resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
 
 

@@ -349,3 +349,14 @@ def test_launcher_refuses_a_damaged_env_file_with_a_clear_line(tmp_path):
     assert proc.returncode == 1 and "ran" not in proc.stdout
     assert f"environment file {env_file} is unreadable or damaged" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_launcher_keeps_a_lower_hard_rlimit_it_may_not_raise(tmp_path):
+    env_file = tmp_path / "env.json"
+    env_file.write_text(json.dumps({memlimit.RLIMIT_ENV: "100000"}))
+    code = "import resource; print(resource.getrlimit(resource.RLIMIT_DATA)[1] // 2**20)"
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), launch.ENV_FILE_ENV: str(env_file)}
+    proc = subprocess.run(["prlimit", f"--data={300 * MB}", "--", sys.executable, str(LAUNCH), "--",
+                           sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "300"
