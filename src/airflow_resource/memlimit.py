@@ -55,7 +55,7 @@ def prepare(s: Any, names: list[str], who: system.RunAs, root: Path = V1_ROOT) -
     if not s.worker_memory_limit_mb or not names:
         return {}
     limit = s.worker_memory_limit_mb * MB
-    base = stack_cgroup(s, root)
+    base = _recorded(s) or stack_cgroup(s, root)  # `manage scale` may run from another cgroup than start
     try:
         if base is None or not (root / "memory.limit_in_bytes").exists():
             raise OSError(f"no cgroup v1 memory controller at {root}")
@@ -76,6 +76,15 @@ def prepare(s: Any, names: list[str], who: system.RunAs, root: Path = V1_ROOT) -
         return {name: {RLIMIT_ENV: str(s.worker_memory_limit_mb)} for name in names}
 
 
+def _recorded(s: Any) -> Path | None:
+    """The stack's cgroup as `manage start` made it, while it exists."""
+    try:
+        base = Path((s.run_dir / RECORD).read_text().strip())
+    except OSError:
+        return None
+    return base if base.is_dir() else None
+
+
 def _set_limit(path: Path, limit: int) -> None:
     """Memory, and memory + swap where the kernel accounts swap (no escape into swap). The kernel keeps
     memsw >= memory at every step: lift memsw first (a cgroup left by a crash may hold a lower one)."""
@@ -89,15 +98,12 @@ def _set_limit(path: Path, limit: int) -> None:
 
 def remove(s: Any) -> None:
     """Remove the stack's (empty, after stop) cgroups; the kernel refuses while a process is in one."""
-    record = s.run_dir / RECORD
-    try:
-        base = Path(record.read_text().strip())
-    except OSError:
-        return
-    for child in sorted(base.glob("*/")) if base.is_dir() else []:
+    base = _recorded(s)
+    for child in sorted(base.glob("*/")) if base else []:
         _rmdir(child)  # a cgroup's control files go with it
-    _rmdir(base)
-    record.unlink(missing_ok=True)
+    if base:
+        _rmdir(base)
+    (s.run_dir / RECORD).unlink(missing_ok=True)
 
 
 def _rmdir(path: Path) -> None:
@@ -110,10 +116,10 @@ def _rmdir(path: Path) -> None:
 def stats(s: Any, pid: int) -> dict[str, int] | None:
     """Memory use, limit and OOM kills (MB, MB, count) of the cgroup a worker runs in; None when it runs
     in none of the stack's."""
+    base = _recorded(s)
     try:
-        base = Path((s.run_dir / RECORD).read_text().strip())
         path = V1_ROOT / (own_cgroup(Path(f"/proc/{pid}/cgroup").read_text()) or "").lstrip("/")
-        if path.parent != base:
+        if base is None or path.parent != base:
             return None
         usage = int((path / "memory.usage_in_bytes").read_text()) // MB
         limit = int((path / "memory.limit_in_bytes").read_text()) // MB

@@ -276,6 +276,18 @@ def test_prepare_makes_one_limited_cgroup_per_worker(make_settings, tmp_path, mo
     assert not (s.run_dir / memlimit.RECORD).exists()
 
 
+def test_scale_puts_new_workers_beside_the_ones_start_made(make_settings, tmp_path, monkeypatch):
+    s = make_settings(worker_memory_limit_mb=700)
+    s.run_dir.mkdir()
+    root = fake_cgroup_root(tmp_path)
+    monkeypatch.setattr(system, "is_root", lambda: False)
+    made_by_start = root / "elsewhere" / "apache-airflow-x"  # start ran in another cgroup than this scale
+    made_by_start.mkdir(parents=True)
+    (s.run_dir / memlimit.RECORD).write_text(f"{made_by_start}\n")
+    env = memlimit.prepare(s, ["worker-2"], system.current_user(), root)
+    assert env == {"worker-2": {memlimit.CGROUP_ENV: str(made_by_start / "worker-2")}}
+
+
 def test_prepare_falls_back_to_rlimit_with_a_warning(make_settings, tmp_path, capsys):
     s = make_settings(worker_memory_limit_mb=700)
     env = memlimit.prepare(s, ["worker-1"], system.current_user(), tmp_path / "no-cgroups-here")
