@@ -46,7 +46,7 @@ Usage examples:
 """
 
 
-def _settings(args: argparse.Namespace, running: bool = False):
+def _settings(args: argparse.Namespace, running: bool = False, damaged_ok: bool = False):
     from airflow_resource import settings
 
     flags: dict[str, Any] = {"home": args.home, "pinned_set": getattr(args, "pinned_set", None)}
@@ -60,7 +60,7 @@ def _settings(args: argparse.Namespace, running: bool = False):
             raise CommandError(f"--set {key}: this setting may hold a credential and is not taken from a command line",
                                f"set {settings.BY_NAME[key].env} in the environment or {key} in resource.toml")
         flags[key] = value
-    return settings.for_running_stack(flags) if running else settings.resolve(flags)
+    return settings.for_running_stack(flags, damaged_ok) if running else settings.resolve(flags)
 
 
 # ---------------------------------------------------------------- commands
@@ -105,7 +105,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_manage(args: argparse.Namespace) -> int:
-    from airflow_resource import airflow_config, installer, stack
+    from airflow_resource import airflow_config, installer, secrets, stack
 
     action = args.action
     if action in ("install", "start", "restart", "upgrade"):
@@ -115,15 +115,19 @@ def cmd_manage(args: argparse.Namespace) -> int:
     if action == "install":
         installer.install(_settings(args), force=args.force)
     elif action == "uninstall":
-        s = _settings(args, running=True)
+        s = _settings(args, running=True, damaged_ok=True)
         if stack.is_running(s) or stack.stack_processes(s):
             stack.stop(s, _stop_timeout(args, s), force=args.force)
         installer.uninstall(s, keep_data=args.keep_data)
     elif action == "start":
-        st = stack.start(_settings(args), timeout=args.timeout or DEFAULT_START_TIMEOUT_S, wait=not args.no_wait)
+        s = _settings(args)
+        if stack.is_running(s):  # start what supervisord gave up on; exit 2 when everything runs
+            stack.revive(_settings(args, running=True), args.timeout or DEFAULT_START_TIMEOUT_S)
+            return 0
+        st = stack.start(s, timeout=args.timeout or DEFAULT_START_TIMEOUT_S, wait=not args.no_wait)
         _print_started(st)
     elif action == "stop":
-        s = _settings(args, running=True)
+        s = _settings(args, running=True, damaged_ok=True)
         stack.stop(s, _stop_timeout(args, s), force=args.force)
     elif action == "scale":
         if args.workers is None or not 0 <= args.workers <= 64:
@@ -134,6 +138,7 @@ def cmd_manage(args: argparse.Namespace) -> int:
                    f"workers = {args.workers} in resource.toml or APACHE_AIRFLOW_WORKERS={args.workers}")
     elif action == "restart":
         s = _settings(args, running=True)
+        secrets.load(s.secrets_file)  # a damaged secrets file is refused before anything is stopped
         if stack.is_running(s) or stack.stack_processes(s):
             stack.stop(s, _stop_timeout(args, s), force=args.force)
         st = stack.start(_settings(args), timeout=args.timeout or DEFAULT_START_TIMEOUT_S, wait=not args.no_wait)
@@ -194,18 +199,37 @@ def cmd_status(args: argparse.Namespace) -> int:
                 row.append(c["detail"] if c["healthy"] else (c["last_error"] or c["detail"]))
             rows.append(row)
         cols = ["component", "state", "health", "pid", "port", "uptime"] + (["detail"] if args.verbose else [])
-        overall = "healthy" if report["healthy"] else "UNHEALTHY"
+        overall = ("healthy" if report["healthy"] else "UNHEALTHY") + (", DEGRADED" if report["degraded"] else "")
         printer.table(cols, rows, title=f"apache-airflow {report['airflow_version']} (pinned set "
                      f"{report['pinned_set']}): {overall}  ({report['ui']})")
         if not args.verbose and not report["healthy"]:
             for c in report["components"]:
                 if not c["healthy"]:
                     printer.info(f"  {c['name']}: {c['last_error'] or c['detail']}")
+        if any(c["state"] in stack.GIVEN_UP for c in report["components"]):
+            printer.info("  → supervisord gave up restarting the components shown fatal; once the cause is fixed, "
+                         "`manage start` starts them again")
         if "pipelines" in report:
             _print_pipelines(report["pipelines"])
+    if fmt not in ("json", "yaml"):
+        _print_disk(report["disk"], args.verbose)
     if not report["running"]:
         return EXIT_ALREADY
     return 0 if report["healthy"] else EXIT_ERROR
+
+
+def _print_disk(disk: dict[str, Any], verbose: bool) -> None:
+    """One line per file system (only the low ones unless verbose), then what to do about it."""
+    from rich.markup import escape
+
+    colour = {"ok": "green", "warning": "yellow", "critical": "red"}
+    for fs in disk["filesystems"]:
+        if fs["level"] != "ok" or verbose:
+            printer.info(f"disk [{colour[fs['level']]}]{fs['level']}[/]: {fs['free_mb']:,} MB free of "
+                         f"{fs['total_mb']:,} MB ({fs['free_percent']} %) for {escape(', '.join(fs['paths']))} "
+                         f"[dim](warning below {disk['warn_percent']} %, critical below {disk['critical_mb']} MB)[/]")
+    if disk.get("advice"):
+        printer.info(f"  → {escape(disk['advice'])}")
 
 
 def _print_pipelines(p: dict[str, Any]) -> None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from airflow_resource import airflow_config, alerts, datastores, metrics
+from airflow_resource import airflow_config, alerts, datastores, diskspace, metrics
 from airflow_resource.probes import Probe
 from airflow_resource.secrets import Secrets
 from airflow_resource.settings import Settings
@@ -33,8 +34,11 @@ class Component:
         return {DATA: "data", API: "api", CORE: "core", EDGE: "edge"}[self.priority]
 
 
+WORKER_PREFIX = "worker-"
+
+
 def worker_hostname(index: int) -> str:
-    return f"worker-{index}@{socket.gethostname()}"
+    return f"{WORKER_PREFIX}{index}@{socket.gethostname()}"
 
 
 def build(s: Settings, sec: Secrets, pg_bindir: str = "", redis_server: str = "") -> list[Component]:
@@ -64,7 +68,8 @@ def build(s: Settings, sec: Secrets, pg_bindir: str = "", redis_server: str = ""
         env={metrics.BROKER_ENV: airflow_config.redis_url(s, sec)},
     ))
     comps += [
-        Component("api-server", (airflow, "api-server"), Probe("api"), API, s.api_port),
+        # The disk guard's middleware (disk_plugin.py) reads where to look and its threshold here.
+        Component("api-server", (airflow, "api-server"), Probe("api"), API, s.api_port, env=disk_env(s)),
         Component("scheduler", (airflow, "scheduler"),
                   Probe("http", f"http://127.0.0.1:{s.scheduler_health_port}/health"), CORE, s.scheduler_health_port),
         Component("dag-processor", (airflow, "dag-processor"), Probe("health_key", "dag_processor"), CORE),
@@ -73,7 +78,7 @@ def build(s: Settings, sec: Secrets, pg_bindir: str = "", redis_server: str = ""
     for i in range(1, s.workers + 1):
         log_port = s.log_server_port + i
         comps.append(Component(
-            f"worker-{i}",
+            f"{WORKER_PREFIX}{i}",
             (airflow, "celery", "worker", "--celery-hostname", worker_hostname(i)),
             Probe("celery", worker_hostname(i)), CORE, log_port,
             env={"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(log_port)},
@@ -90,17 +95,27 @@ def build(s: Settings, sec: Secrets, pg_bindir: str = "", redis_server: str = ""
         Probe("http", f"http://127.0.0.1:{s.flower_port}/healthcheck", sec.flower_password, s.admin_user),
         EDGE, s.flower_port,
     ))
-    # Alert delivery and log retention (housekeeper.py). The webhook URL may hold a token: env file only.
+    # Alert delivery, log retention and the disk-full hold of the pools (housekeeper.py). The webhook URL
+    # may hold a token and the admin password is one: env file only.
+    env = {**disk_env(s), Secrets.env_name("admin_password"): sec.admin_password}  # the pool hold's REST login
+    if s.alert_webhook_url:
+        env[alerts.WEBHOOK_ENV] = s.alert_webhook_url
     comps.append(Component(
         "housekeeper",
         (str(s.venv / "bin" / "python"), "-m", "airflow_resource.housekeeper",
          "--alerts-dir", str(s.alerts_dir), "--task-logs", str(s.task_logs_dir),
          "--dag-processor-logs", str(s.dag_processor_logs_dir), "--retention-days", str(s.log_retention_days),
-         "--ui-url", s.base_url or s.api_url, "--heartbeat", str(housekeeper_heartbeat(s))),
-        Probe("heartbeat_file", str(housekeeper_heartbeat(s))), EDGE, airflow=False,
-        env={alerts.WEBHOOK_ENV: s.alert_webhook_url} if s.alert_webhook_url else {},
+         "--ui-url", s.base_url or s.api_url, "--heartbeat", str(housekeeper_heartbeat(s)),
+         "--api-url", s.api_base, "--admin-user", s.admin_user),
+        Probe("heartbeat_file", str(housekeeper_heartbeat(s))), EDGE, airflow=False, env=env,
     ))
     return comps
+
+
+def disk_env(s: Settings) -> dict[str, str]:
+    """Where the disk guard looks and below how many MB free it holds new work (diskspace.py)."""
+    return {diskspace.PATHS_ENV: os.pathsep.join(str(p) for p in diskspace.watched_paths(s)),
+            diskspace.CRITICAL_ENV: str(s.disk_critical_mb)}
 
 
 def housekeeper_heartbeat(s: Settings) -> Path:

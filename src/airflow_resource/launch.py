@@ -20,6 +20,7 @@ usage: python launch.py -- COMMAND [ARG...]
 
 import json
 import os
+import resource
 import signal
 import sys
 import time
@@ -29,6 +30,8 @@ HOME_ENV = "APACHE_AIRFLOW_RESOURCE_HOME"
 ENV_FILE_ENV = "APACHE_AIRFLOW_ENV_FILE"  # JSON object: the component's environment (0600, holds secrets)
 PIDS_DIR = "pids"                          # beside this file: <home>/run/pids/<component>
 GONE_WAIT_S = 5.0
+CGROUP_ENV = "APACHE_AIRFLOW_MEMORY_CGROUP"  # memlimit.py's names (this file imports only the stdlib)
+RLIMIT_ENV = "APACHE_AIRFLOW_RLIMIT_DATA_MB"
 
 
 def _stat(pid: int) -> tuple[int, int] | None:
@@ -88,6 +91,26 @@ def leftovers(name: str, home: str, record: str) -> list[int]:
     return sorted(found)
 
 
+def limit_memory() -> None:
+    """Put this process (and so everything it forks) under the worker memory limit (memlimit.py):
+    join the memory cgroup made for it, or set RLIMIT_DATA where none could be made."""
+    cgroup = os.environ.pop(CGROUP_ENV, None)
+    rlimit_mb = os.environ.pop(RLIMIT_ENV, None)
+    if cgroup:
+        try:
+            with open(os.path.join(cgroup, "cgroup.procs"), "w") as f:
+                f.write(str(os.getpid()))
+        except OSError as exc:
+            print(f"launch: WARNING could not join the memory cgroup {cgroup} ({exc}): this worker has no "
+                  "memory limit", file=sys.stderr, flush=True)
+    if rlimit_mb:
+        limit = int(rlimit_mb) * 2**20
+        _soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
+        if hard != resource.RLIM_INFINITY:
+            limit = min(limit, hard)  # an unprivileged process cannot raise its hard limit
+        resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+
+
 def main(argv: list[str]) -> int:
     if "--" not in argv or argv.index("--") == len(argv) - 1:
         print("usage: launch.py -- COMMAND [ARG...]", file=sys.stderr)
@@ -95,8 +118,17 @@ def main(argv: list[str]) -> int:
     command = argv[argv.index("--") + 1:]
     env_file = os.environ.pop(ENV_FILE_ENV, None)
     if env_file:
-        with open(env_file) as f:
-            os.environ.update(json.load(f))  # wins over what supervisord passed on
+        try:
+            with open(env_file) as f:
+                env = json.load(f)
+            if not isinstance(env, dict):
+                raise ValueError(f"a JSON object was expected, found {type(env).__name__}")
+        except (OSError, ValueError) as exc:
+            print(f"launch: ERROR the environment file {env_file} is unreadable or damaged ({exc}); "
+                  "`manage restart` writes it anew", file=sys.stderr, flush=True)
+            return 1
+        os.environ.update(env)  # wins over what supervisord passed on
+    limit_memory()
     name, home = os.environ.get(TAG_ENV), os.environ.get(HOME_ENV)
     if name and home:
         pids_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), PIDS_DIR)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +56,16 @@ def _default_pinned_set() -> str:
     return pinned_sets.default_set().name
 
 
+def _default_worker_memory(_: Mapping[str, Any]) -> int:
+    # Half the machine per worker: a runaway task cannot take the memory PostgreSQL, Redis and the
+    # scheduler need, while ordinary tasks are never near it.
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return 0
+    return max(256, total // 2 // 2**20)
+
+
 PORT = dict(minimum=1, maximum=65535)
 # supervisord's ini reads '%' as interpolation and ';'/'#' as comments; quotes break its env parser.
 UNSAFE_PATH_CHARS = set("%;#'\"\\")
@@ -77,6 +88,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("log_server_port", int, 48793, "First port of the task log servers (triggerer, then one per worker).", **PORT),
     Setting("workers", int, 1, "Number of Celery worker processes on this machine.", minimum=0, maximum=64),
     Setting("worker_concurrency", int, _default_concurrency, "Task slots per Celery worker.", minimum=1, maximum=256),
+    Setting("worker_memory_limit_mb", int, _default_worker_memory, "Memory limit of each Celery worker with its "
+            "tasks, in MB (0: none): a task that allocates past it is killed and fails like any task; the worker "
+            "keeps running. Default: half the machine's memory.", minimum=0, maximum=2**30),
+    Setting("disk_warn_percent", int, 10, "status reports the stack degraded when a file system of the home has "
+            "less than this percentage free (0: never).", minimum=0, maximum=99),
+    Setting("disk_critical_mb", int, 512, "Below this many MB free on a file system of the home, new DAG runs are "
+            "refused and no new task starts until space is freed (0: never).", minimum=0, maximum=2**30),
     Setting("postgres_url", str, "", "URL of a PostgreSQL that already runs (then no embedded PostgreSQL)."),
     Setting("redis_url", str, "", "URL of a Redis that already runs (then no embedded Redis)."),
     Setting("service_user", str, "airflow", "Unprivileged user the components run as when the CLI runs as root."),
@@ -116,6 +134,9 @@ class Settings:
     log_server_port: int
     workers: int
     worker_concurrency: int
+    worker_memory_limit_mb: int
+    disk_warn_percent: int
+    disk_critical_mb: int
     postgres_url: str
     redis_url: str
     service_user: str
@@ -266,10 +287,26 @@ def read_config_file(path: Path) -> dict[str, Any]:
     unknown = sorted(set(data) - set(BY_NAME) - {AIRFLOW_TABLE})
     if unknown:
         raise CommandError(
-            f"config file {path} has unknown setting(s): {', '.join(unknown)}",
+            f"config file {where(path, unknown[0])} has unknown setting(s): {', '.join(unknown)}",
             f"known settings: {', '.join(BY_NAME)}",
         )
     return data
+
+
+def where(path: Path, key: str) -> str:
+    """`path:line` of the first top-level `key = ...` in a TOML file (just `path` when not found), so
+    an error names the line to fix. Read only on the error path."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return str(path)
+    pattern = re.compile(rf"^\s*[\"']?{re.escape(key)}[\"']?\s*=")
+    for number, line in enumerate(lines, 1):
+        if line.lstrip().startswith("["):
+            break  # past the top-level keys: tables follow
+        if pattern.match(line):
+            return f"{path}:{number}"
+    return str(path)
 
 
 AIRFLOW_TABLE = "airflow"
@@ -334,7 +371,8 @@ def resolve(
     for s in SETTINGS[1:]:
         found = layer_value(s, file_data)
         if found:
-            values[s.name] = _coerce(s, found[0], found[1] if found[1] != "config file" else str(config_path))
+            origin = found[1] if found[1] != "config file" else f"config file {where(config_path, s.name)}"
+            values[s.name] = _coerce(s, found[0], origin)
             sources[s.name] = found[1]
         else:
             values[s.name] = s.default(values) if callable(s.default) else s.default
@@ -367,18 +405,49 @@ def _recorded_venv(home: Path) -> Path | None:
 
 
 def load_effective(home: Path) -> dict[str, Any] | None:
-    """Settings the running stack was started with, so status/logs see the real ports."""
+    """Settings the running stack was started with, so status/logs see the real ports; None when there
+    is no such file. A damaged one is an error: guessing the ports from today's settings would probe,
+    stop or scale the wrong processes."""
     path = home / EFFECTIVE_FILE
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+        text = path.read_text()
+    except FileNotFoundError:
         return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _damaged(path, str(exc)) from None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        line = f":{exc.lineno}" if isinstance(exc, json.JSONDecodeError) else ""
+        raise _damaged(path, str(exc), line) from None
+    if not isinstance(data, dict):
+        raise _damaged(path, f"a JSON object was expected, found {type(data).__name__}")
+    for name, value in data.items():
+        if name in BY_NAME and name != "home":
+            try:
+                _coerce(BY_NAME[name], value, "")  # a wrong type is damage too
+            except CommandError:
+                raise _damaged(path, f"{name} is {value!r}") from None
+    return data
 
 
-def for_running_stack(flags: Mapping[str, Any] | None = None) -> Settings:
-    """Resolved settings, overridden by what the running stack was started with."""
+def _damaged(path: Path, why: str, line: str = "") -> CommandError:
+    return CommandError(
+        f"the running stack's settings file {path}{line} is damaged ({why}); its ports and workers are unknown",
+        "`resource-apache-airflow manage stop` stops the stack without it (and removes it); "
+        "`manage start` then writes it anew")
+
+
+def for_running_stack(flags: Mapping[str, Any] | None = None, damaged_ok: bool = False) -> Settings:
+    """Resolved settings, overridden by what the running stack was started with. damaged_ok (stop,
+    uninstall): a damaged effective file falls back to today's settings, since stopping needs no ports."""
     current = resolve(flags)
-    effective = load_effective(current.home)
+    try:
+        effective = load_effective(current.home)
+    except CommandError:
+        if not damaged_ok:
+            raise
+        effective = None
     if not effective:
         return current
     merged = {k: effective.get(k, v) for k, v in current.to_json().items()}

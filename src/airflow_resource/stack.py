@@ -17,7 +17,8 @@ from typing import Any
 
 import psutil
 
-from airflow_resource import airflow_config, components, datastores, installer, printer
+from airflow_resource import airflow_config, components, datastores, diskspace, installer, memlimit
+from airflow_resource import printer
 from airflow_resource import secrets as secrets_mod
 from airflow_resource import launch, probes, supervisor, system
 from airflow_resource.components import Component
@@ -122,8 +123,9 @@ def write_configs(st: Stack) -> None:
     system.make_dir(s.backups_dir, st.who, 0o700)  # the backup component writes and prunes there
     airflow_env = st.airflow_env()
     root = system.is_root()
+    limits = memlimit.prepare(s, [c.name for c in st.comps if c.name.startswith(components.WORKER_PREFIX)], st.who)
     for c in st.comps:
-        env = supervisor.component_env(c, st.base_env(), airflow_env)
+        env = {**supervisor.component_env(c, st.base_env(), airflow_env), **limits.get(c.name, {})}
         secrets_mod.write_private(supervisor.env_file(s, c.name), json.dumps(env, indent=1),
                                   st.who.uid if root else None, st.who.gid if root else None)
     text = supervisor.render(s, st.comps, st.who.name if root else None)
@@ -133,6 +135,7 @@ def write_configs(st: Stack) -> None:
     secrets_mod.write_private(s.home / EFFECTIVE_FILE, json.dumps(s.to_json(), indent=2) + "\n",
                               st.who.uid if root else None, st.who.gid if root else None)
     install_alert_plugin(s, st.who)
+    install_plugin(s, DISK_PLUGIN_FILE, DISK_PLUGIN_SOURCE, bool(s.disk_critical_mb))
 
 
 ALERT_PLUGIN_FILE = "resource_alerts.py"
@@ -141,16 +144,28 @@ ALERT_PLUGIN_SOURCE = """\
 # removed when none is. Do not edit: the listener is airflow_resource/alert_plugin.py.
 from airflow_resource.alert_plugin import ResourceAlertsPlugin  # noqa: F401
 """
+DISK_PLUGIN_FILE = "resource_disk_guard.py"
+DISK_PLUGIN_SOURCE = """\
+# Installed by the apache-airflow resource while APACHE_AIRFLOW_DISK_CRITICAL_MB is above 0: the api-server
+# refuses new DAG runs while the disk is nearly full. Do not edit: see airflow_resource/disk_plugin.py.
+from airflow_resource.disk_plugin import ResourceDiskGuardPlugin  # noqa: F401
+"""
 
 
 def install_alert_plugin(s: Settings, who: system.RunAs) -> None:
     """The listener plugin in the plugins folder, and the alert spool, exactly while a webhook is set."""
-    path = s.plugins_dir / ALERT_PLUGIN_FILE
-    if not s.alert_webhook_url:
+    if s.alert_webhook_url:
+        system.make_dir(s.alerts_dir, who, 0o750)
+    install_plugin(s, ALERT_PLUGIN_FILE, ALERT_PLUGIN_SOURCE, bool(s.alert_webhook_url))
+
+
+def install_plugin(s: Settings, name: str, source: str, wanted: bool) -> None:
+    """One of the resource's plugin files in the plugins folder exactly while it is wanted."""
+    path = s.plugins_dir / name
+    if not wanted:
         path.unlink(missing_ok=True)
         return
-    system.make_dir(s.alerts_dir, who, 0o750)
-    path.write_text(ALERT_PLUGIN_SOURCE)
+    path.write_text(source)
     path.chmod(0o644)
 
 
@@ -338,6 +353,9 @@ def start(s: Settings, timeout: float, wait: bool = True) -> Stack:
     st = Stack.load(s)
     if s.embedded_postgres and datastores.is_initialised(s):
         datastores.check_data_version(s, system.pg_bindir() or Path("/nonexistent"))
+    low = diskspace.critical(diskspace.watched_paths(s), s.disk_critical_mb)
+    if low is not None:
+        printer.warn(diskspace.refusal(low, s.disk_critical_mb))
     leftovers = stack_processes(s)
     if leftovers:
         raise CommandError(f"{len(leftovers)} process(es) of an earlier run of this home are still alive "
@@ -375,6 +393,23 @@ def start(s: Settings, timeout: float, wait: bool = True) -> Stack:
     if wait:
         printer.ok(f"all {len(st.comps)} components healthy in {time.monotonic() - begun:.1f} s")
     return st
+
+
+GIVEN_UP = ("FATAL", "EXITED")  # supervisord stopped restarting them (too many quick crashes), or they exited
+
+
+def revive(s: Settings, timeout: float) -> None:
+    """Start again the components of the running stack that supervisord gave up on (after a full disk,
+    a lost database: crashes that outlast its retries), once the cause is fixed. Exit 2 when none."""
+    st = Stack.load(s)
+    infos = {i["name"]: i for i in st.rpc().getAllProcessInfo()}
+    dead = [c for c in st.comps if infos.get(c.name, {}).get("statename") in GIVEN_UP]
+    if not dead:
+        raise AlreadySo(f"already running from {s.home}", "`status` shows its health; `manage restart` restarts it")
+    names = " ".join(c.name for c in dead)
+    printer.step(f"starting {names}: supervisord had given up on them")
+    start_group(st, dead)
+    wait_ready(st, dead, time.monotonic() + timeout, names)
 
 
 def scale(s: Settings, workers: int, timeout: float) -> None:
@@ -589,6 +624,7 @@ def stop(s: Settings, timeout: float, force: bool = False) -> int:
     if remaining:
         raise CommandError(f"{len(remaining)} process(es) survived SIGKILL: {[p.pid for p in remaining]}",
                            "they may be stuck in the kernel (D state); check `ps -o pid,stat,cmd -p <pid>`")
+    memlimit.remove(s)
     printer.ok("stopped; no process of the stack is left")
     return killed
 
@@ -598,10 +634,12 @@ def stop(s: Settings, timeout: float, force: bool = False) -> int:
 def status(s: Settings, verbose: bool = False) -> dict[str, Any]:
     """Per-component state from supervisord plus a real probe, in parallel: answers in well under a second.
     verbose: also what the pipelines are doing (activity.py), read while the probes run."""
+    disk = diskspace.report(s)
     report: dict[str, Any] = {"resource": "apache-airflow", "home": str(s.home), "running": False,
-                              "healthy": False, "airflow_version": installer.home_airflow_version(s),
+                              "healthy": False, "degraded": disk["level"] != diskspace.OK,
+                              "airflow_version": installer.home_airflow_version(s),
                               "pinned_set": installer.home_set(s).name, "ui": s.api_url,
-                              "components": []}
+                              "components": [], "disk": disk}
     if not is_running(s):
         return report
     st = Stack.load(s)
@@ -632,6 +670,8 @@ def status(s: Settings, verbose: bool = False) -> dict[str, Any]:
             "detail": detail,
             "last_error": None if (running and ok) else (last_error(s, c.name) or info.get("spawnerr") or None),
         }
+        if running and c.name.startswith(components.WORKER_PREFIX):
+            entry.update(memlimit.stats(s, info["pid"]) or {})  # memory_mb, memory_limit_mb, oom_kills
         report["components"].append(entry)
     report["running"] = any(e["running"] for e in report["components"])
     report["healthy"] = all(e["healthy"] for e in report["components"])

@@ -90,3 +90,52 @@ def test_stop_and_status_when_never_started(home):
 def test_wrong_flag_exits_1_with_usage(home):
     proc = cli(stack_env(home), "manage", "start", "--no-such-flag", timeout=60)
     assert proc.returncode == 1 and "unrecognized arguments: --no-such-flag" in proc.stderr
+
+
+# Files of a running stack that its commands read; logs, data stores and heartbeats change by themselves.
+CHANGING = ("logs", "postgres", "redis", "alerts", "data", "airflow", "backups", "dags-test")
+
+
+def _snapshot(home) -> dict[str, bytes]:
+    return {str(p.relative_to(home)): p.read_bytes() for p in sorted(home.rglob("*"))
+            if p.is_file() and p.relative_to(home).parts[0] not in CHANGING and "__pycache__" not in p.parts}
+
+
+def _pids(stack) -> dict[str, int]:
+    return {c["name"]: c["pid"] for c in stack.status()["components"]}
+
+
+def test_damaged_config_of_a_running_stack_is_refused_and_nothing_changes(running_stack):
+    home = running_stack.home
+    before, pids = _snapshot(home), _pids(running_stack)
+    commands = (("status",), ("manage", "restart"), ("manage", "start"), ("manage", "scale", "--workers", "2"))
+
+    def refused(where: str) -> None:
+        for args in commands:
+            proc = running_stack.cli(*args, timeout=120)
+            assert proc.returncode == 1, (args, proc.stdout, proc.stderr)
+            assert where in proc.stderr and "Traceback" not in proc.stderr, (args, proc.stderr)
+
+    config = home / "resource.toml"
+    config.write_text("log_retention_days = 30\nbackup_keep = 'seven'\n")  # a wrong type
+    refused(f"{config}:2")
+    config.write_text("workers = 1\n[airflow.core\n")           # not TOML
+    refused("resource.toml is not valid TOML")
+    config.unlink()
+
+    effective = home / "run" / "effective.json"
+    kept = effective.read_bytes()
+    effective.write_bytes(kept[: len(kept) // 2])                # cut short, as by a crash
+    refused(f"{effective}:")
+    effective.write_bytes(kept)
+
+    secrets_file = home / "secrets.env"
+    kept = secrets_file.read_bytes()
+    lines = kept.split(b"\n")
+    lines[2] = b"\0" * 16                                        # a block of zeros
+    secrets_file.write_bytes(b"\n".join(lines))
+    refused(f"{secrets_file}:3 is damaged")
+    secrets_file.write_bytes(kept)
+
+    assert _snapshot(home) == before  # byte for byte
+    assert _pids(running_stack) == pids and running_stack.status()["healthy"]

@@ -173,3 +173,23 @@ def test_parse_env_file_skips_comments_and_strips_quotes():
 def test_mask():
     assert secrets.mask("hunter2") == "********"
     assert secrets.mask("") == ""
+
+
+@pytest.mark.parametrize("damage", [
+    "APACHE_AIRFLOW_JWT_SECRET\n",                   # the '=' and the value lost
+    "APACHE_AIRFLOW_JWT_SECRET=\n",                  # a secret with no value
+    "\x00\x00\x00\x00\n",                            # a block of zeros after a crash
+    "APACHE_AIRFLOW_JWT_\xff=x\n",                   # not text
+])
+def test_a_damaged_secrets_file_is_refused_naming_the_line_not_its_content(path, damage):
+    secrets.ensure(path)
+    lines = path.read_text().splitlines(keepends=True)
+    lines[2] = damage
+    path.write_bytes("".join(lines).encode("utf-8", "surrogateescape").replace(b"\xc3\xbf", b"\xff"))
+    before = path.read_bytes()
+    with pytest.raises(CommandError) as exc:
+        secrets.ensure(path)
+    assert f"{path}:3 is damaged" in exc.value.message
+    assert "backup restore" in exc.value.hint
+    assert "JWT" not in exc.value.message  # the line itself may hold a secret
+    assert path.read_bytes() == before  # no secret generated in its place

@@ -396,3 +396,41 @@ def test_defaults_sh_exports_every_fixed_default():
             assert s.env not in text
         else:
             assert line in text.splitlines()
+
+
+# ---------------------------------------------------------------- damaged files name the line
+
+def test_wrong_type_in_config_file_names_the_line(home, make_settings):
+    path = write_toml(home / "resource.toml", "# ports\napi_port = 50001\nworkers = 'two'\n")
+    with pytest.raises(CommandError) as exc:
+        make_settings()
+    assert f"config file {path}:3" in exc.value.message and "workers" in exc.value.message
+
+
+def test_unknown_key_names_its_line(home, make_settings):
+    path = write_toml(home / "resource.toml", "api_port = 50001\n\napi_prot = 50002\n")
+    with pytest.raises(CommandError) as exc:
+        make_settings()
+    assert f"{path}:3" in exc.value.message
+
+
+def test_where_ignores_keys_inside_tables(home):
+    path = write_toml(home / "resource.toml", "[airflow.core]\nworkers = 3\n")
+    assert settings.where(path, "workers") == str(path)
+
+
+@pytest.mark.parametrize("text, where", [
+    ('{"api_port": 48080,\n "workers": ', ":2"),   # cut short (a full disk, a crash)
+    ("[1, 2]", ""),                                  # not an object
+    ('{"api_port": "http"}', ""),                    # a wrong type
+])
+def test_damaged_effective_file_is_refused_unless_stopping(home, clean_environ, text, where):
+    (home / "run").mkdir()
+    path = home / settings.EFFECTIVE_FILE
+    path.write_text(text)
+    with pytest.raises(CommandError) as exc:
+        settings.for_running_stack({"home": str(home)})
+    assert str(path) + where in exc.value.message
+    assert "manage stop" in exc.value.hint
+    assert path.read_text() == text
+    assert settings.for_running_stack({"home": str(home)}, damaged_ok=True).api_port == 48080
