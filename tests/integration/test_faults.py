@@ -76,9 +76,25 @@ def _install_dags(stack) -> None:
 # ---------------------------------------------------------------- the REST API's view
 
 def _trigger(stack, dag_id: str) -> str:
+    """A manual run of dag_id, once the DAG is parsed and unpaused (test_limits uses it too)."""
+    stack.wait_for(lambda: stack.rest("GET", f"/dags/{dag_id}").status_code == 200, 180, f"{dag_id} to be parsed")
+    assert stack.rest("PATCH", f"/dags/{dag_id}", json={"is_paused": False}).status_code == 200
     r = stack.rest("POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": None})
     assert r.status_code == 200, r.text
     return r.json()["dag_run_id"]
+
+
+def _ti(stack, dag_id: str, run_id: str, task_id: str) -> dict:
+    return stack.rest("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}").json()
+
+
+def _final(stack, dag_id: str, run_id: str) -> dict:
+    """The run, once final."""
+    def done():
+        run = stack.rest("GET", f"/dags/{dag_id}/dagRuns/{run_id}").json()
+        return run if run["state"] in ("success", "failed") else None
+
+    return stack.wait_for(done, RECOVERY_TIMEOUT_S, f"{dag_id} run {run_id} to finish")
 
 
 def _tis(stack, dag_id: str, run_id: str) -> list[dict]:
