@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import unquote
@@ -208,7 +209,9 @@ def _call(middleware, method: str, path: str) -> tuple[int, dict]:
     async def receive():
         return {"type": "http.request", "body": b""}
 
-    asyncio.run(middleware({"type": "http", "method": method, "path": path}, receive, send))
+    # In its own thread: in a full run an earlier test (Playwright's sync API) may leave a loop running here.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, middleware({"type": "http", "method": method, "path": path}, receive, send)).result()
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     return sent[0]["status"], json.loads(body or b"{}")
 
