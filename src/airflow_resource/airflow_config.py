@@ -6,7 +6,6 @@ all components agree (one jwt_secret, one execution API URL, one database).
 
 from __future__ import annotations
 
-import glob
 import os
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -166,7 +165,9 @@ def tuning(s: Settings) -> dict[str, str]:
 
 
 def _has_gunicorn(venv: Path) -> bool:
-    return bool(glob.glob(str(venv / "lib" / "python3*" / "site-packages" / "gunicorn" / "__init__.py")))
+    from airflow_resource import installer  # installer imports datastores, which imports this module
+
+    return installer.has_module(venv, "gunicorn")
 
 
 def child_path(s: Settings) -> str:
