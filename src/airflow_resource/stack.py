@@ -531,9 +531,10 @@ def stop_in_order(s: Settings, deadline: float) -> None:
     Once the workers are down (their tasks had the stop grace to finish), tasks killed with them are
     queued again while the database still runs."""
     st = Stack.load(s)
+    has_workers = any(c.name.startswith(components.WORKER_PREFIX) for c in st.comps)
     rpc = supervisor.client(s.supervisord_socket, 10).supervisor
     for group in reversed(components.groups(st.comps)):
-        if group[0].priority == components.DATA and any(c.name.startswith("worker-") for c in st.comps):
+        if group[0].priority == components.DATA and has_workers:
             requeue_killed_tasks(st)
         names = [c.name for c in group]
         for name in names:
