@@ -102,8 +102,10 @@ def test_an_unreachable_database_warns(st, monkeypatch, capsys):
 def test_a_task_process_is_known_by_the_task_instance_id_in_its_title():
     from airflow_resource import requeue_tasks
 
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "01a2-ti-id"])
+    child = subprocess.Popen([sys.executable, "-c", "import time; print('up', flush=True); time.sleep(30)",
+                              "01a2-ti-id"], stdout=subprocess.PIPE, text=True)
     try:
+        assert child.stdout.readline() == "up\n"  # exec'd: its command line is its own, not the test's
         assert requeue_tasks._runs(child.pid)
         assert requeue_tasks._runs(child.pid, "01a2-ti-id")
         assert not requeue_tasks._runs(child.pid, "another-ti")  # a reused pid is not the task
@@ -112,3 +114,5 @@ def test_a_task_process_is_known_by_the_task_instance_id_in_its_title():
         assert not requeue_tasks._runs(child.pid)
     finally:
         child.kill()
+        child.wait()
+        child.stdout.close()
