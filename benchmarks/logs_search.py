@@ -3,7 +3,7 @@
 
 Generates the files in a temporary home's logs/tasks (dag_id=…/run_id=…/task_id=…/attempt=N.log, JSON lines
 as the task SDK writes them: the lines of a task that ran, and of one that failed with a traceback), then
-runs the search the CLI runs (airflow_resource.tasklogs) with and without filters and without the raw-text
+runs the search the CLI runs (airflow_resource.logs.tasklogs) with and without filters and without the raw-text
 prefilter (a pattern with an alternation has no required literal), first pass and warm (median of 3), and
 `logs search` end to end as a process (the CLI's start-up included).
 
@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from airflow_resource import tasklogs  # noqa: E402
+from airflow_resource.logs import tasklogs  # noqa: E402
 
 DAGS = 20
 TASKS = 10

@@ -7,9 +7,9 @@ from typing import Any
 
 import requests
 
-from airflow_resource import secrets as secrets_mod
+from airflow_resource.config import secrets as secrets_mod
 from airflow_resource.errors import CommandError
-from airflow_resource.settings import Settings
+from airflow_resource.config.settings import Settings
 
 TIMEOUT_S = 30
 GET_ATTEMPTS = 3

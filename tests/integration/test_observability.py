@@ -286,7 +286,7 @@ def test_housekeeper_removes_logs_older_than_the_retention_and_their_empty_folde
     for path in made[:2] + made[3:]:
         os.utime(path, (old_day, old_day))
     # The housekeeper cleans at its start (and hourly): restart it through supervisord.
-    from airflow_resource import supervisor
+    from airflow_resource.stack import supervisor
 
     rpc = supervisor.client(running_stack.home / "run" / "supervisord.sock").supervisor
     rpc.stopProcess("housekeeper", True)

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from airflow_resource import AIRFLOW_VERSION, pinned_sets
+from airflow_resource import AIRFLOW_VERSION
+from airflow_resource.config import pinned_sets
 from tests.conftest import START_TIMEOUT_S, RunningStack, cli, make_home, processes_of, stack_env
 from tests.integration.test_backup import CONNECTION, VARIABLE, api_view, manifest_of
 from tests.integration.test_stack import _run_dag

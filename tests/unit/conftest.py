@@ -8,8 +8,8 @@ from typing import Any, Callable
 
 import pytest
 
-from airflow_resource import settings
-from airflow_resource.secrets import Secrets
+from airflow_resource.config import settings
+from airflow_resource.config.secrets import Secrets
 
 
 @pytest.fixture

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_resource import activity, cli
+from airflow_resource.stack import activity
+from airflow_resource import cli
 from airflow_resource.errors import CommandError
 
 pytestmark = pytest.mark.unit

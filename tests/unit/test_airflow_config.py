@@ -7,7 +7,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from airflow_resource import airflow_config
+from airflow_resource.config import airflow_config
 from airflow_resource.errors import CommandError
 
 pytestmark = pytest.mark.unit

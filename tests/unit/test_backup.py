@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from airflow_resource import archive, backup, backup_schedule, cli, components, probes, restore, secrets
+from airflow_resource.backup import archive
+from airflow_resource.backup import create as backup
+from airflow_resource.daemons import backup_schedule
+from airflow_resource import cli
+from airflow_resource.stack import components
+from airflow_resource.stack import probes
+from airflow_resource.backup import restore
+from airflow_resource.config import secrets
 from airflow_resource.errors import CommandError
 
 pytestmark = pytest.mark.unit

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_resource import credentials, secrets, settings
+from airflow_resource.stack import credentials
+from airflow_resource.config import secrets
+from airflow_resource.config import settings
 
 pytestmark = pytest.mark.unit
 

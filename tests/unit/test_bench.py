@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_resource import bench
-from airflow_resource.bench_baseline import ratio
+from airflow_resource.bench import harness as bench
+from airflow_resource.bench.baseline import ratio
 
 pytestmark = pytest.mark.unit
 

@@ -6,7 +6,9 @@ import json
 
 import pytest
 
-from airflow_resource import RESOURCE_NAME, __version__, cli, settings
+from airflow_resource import RESOURCE_NAME, __version__
+from airflow_resource import cli
+from airflow_resource.config import settings
 from airflow_resource.errors import EXIT_ERROR
 
 pytestmark = pytest.mark.unit

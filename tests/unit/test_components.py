@@ -6,8 +6,10 @@ import socket
 
 import pytest
 
-from airflow_resource import airflow_config, components, settings
-from airflow_resource.components import API, CORE, DATA, EDGE
+from airflow_resource.config import airflow_config
+from airflow_resource.stack import components
+from airflow_resource.config import settings
+from airflow_resource.stack.components import API, CORE, DATA, EDGE
 from airflow_resource.errors import CommandError
 
 pytestmark = pytest.mark.unit
@@ -167,7 +169,8 @@ def test_warm_up_reaches_every_api_server_worker_concurrently(make_settings, mon
     import threading
     import time
 
-    from airflow_resource import probes, stack
+    from airflow_resource.stack import probes
+    from airflow_resource.stack import lifecycle as stack
 
     calls, inside, most = [], [0], [0]
     lock = threading.Lock()
@@ -193,7 +196,8 @@ def test_warm_up_reaches_every_api_server_worker_concurrently(make_settings, mon
 def test_warm_up_failure_only_warns(make_settings, monkeypatch, capsys):
     import time
 
-    from airflow_resource import probes, stack
+    from airflow_resource.stack import probes
+    from airflow_resource.stack import lifecycle as stack
 
     def refused(url, timeout):
         raise ConnectionRefusedError(111, "refused")

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from airflow_resource import credentials
-from airflow_resource.secrets import Secrets
+from airflow_resource.stack import credentials
+from airflow_resource.config.secrets import Secrets
 
 pytestmark = pytest.mark.unit
 

@@ -18,7 +18,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from airflow_resource import dagcheck, devtest
+from airflow_resource.dags import dagcheck
+from airflow_resource.dags import devtest
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "dags"
 PYTHON = Path(sys.executable)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_resource import datastores
+from airflow_resource.stack import datastores
 
 pytestmark = pytest.mark.unit
 

@@ -15,8 +15,13 @@ from urllib.parse import unquote
 
 import pytest
 
-from airflow_resource import components, diskspace, housekeeper, launch, memlimit, system
-from airflow_resource.diskspace import CRITICAL, OK, WARNING, FileSystem
+from airflow_resource.stack import components
+from airflow_resource.in_airflow import diskspace
+from airflow_resource.daemons import housekeeper
+from airflow_resource.standalone import launch
+from airflow_resource.stack import memlimit
+from airflow_resource.stack import system
+from airflow_resource.in_airflow.diskspace import CRITICAL, OK, WARNING, FileSystem
 
 pytestmark = pytest.mark.unit
 MB = 2**20
@@ -218,7 +223,7 @@ def _call(middleware, method: str, path: str) -> tuple[int, dict]:
 
 def test_middleware_refuses_a_trigger_while_the_disk_is_critical(monkeypatch, tmp_path):
     pytest.importorskip("airflow.plugins_manager")
-    from airflow_resource import disk_plugin
+    from airflow_resource.in_airflow import disk_plugin
 
     async def app(scope, receive, send):
         await send({"type": "http.response.start", "status": 200, "headers": []})

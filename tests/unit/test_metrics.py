@@ -12,14 +12,16 @@ import pytest
 import yaml
 from prometheus_client import generate_latest
 
-from airflow_resource import airflow_config, components, metrics
-from airflow_resource.components import DATA
-from airflow_resource.metrics import mapping
-from airflow_resource.metrics.exporter import StatsdExporter
+from airflow_resource.config import airflow_config
+from airflow_resource.stack import components
+from airflow_resource.daemons import metrics
+from airflow_resource.stack.components import DATA
+from airflow_resource.daemons.metrics import mapping
+from airflow_resource.daemons.metrics.exporter import StatsdExporter
 
 pytestmark = pytest.mark.unit
 
-REPO = Path(__file__).resolve().parents[2]
+from airflow_resource.paths import REPO_ROOT as REPO  # noqa: E402
 DASHBOARD = REPO / "dashboards" / "airflow.json"
 # Metrics the exporter serves itself (not from a mapping rule).
 OWN_METRICS = {"airflow_celery_queue_length", "airflow_celery_workers"}
@@ -49,7 +51,7 @@ def test_metrics_component_in_the_table(make_settings, sec):
     by = components.by_name(components.build(s, sec))
     m = by["metrics"]
     assert m.port == 51102 and m.priority == DATA and m.airflow is False
-    assert m.argv[:3] == (str(s.venv / "bin" / "python"), "-m", "airflow_resource.metrics")
+    assert m.argv[:3] == (str(s.venv / "bin" / "python"), "-m", "airflow_resource.daemons.metrics")
     flags = dict(zip(m.argv[3::2], m.argv[4::2]))
     assert flags == {"--statsd.listen-udp": "127.0.0.1:51125", "--web.listen-address": "127.0.0.1:51102",
                      "--statsd.mapping-config": str(metrics.MAPPING_FILE)}
@@ -76,7 +78,7 @@ def test_airflow_env_sends_statsd_to_the_exporter(make_settings, sec):
 
 def test_statsd_client_is_pinned_for_the_venv():
     """Without the statsd package Airflow silently falls back to no metrics at all."""
-    from airflow_resource import installer
+    from airflow_resource.stack import installer
 
     lock = (REPO / "constraints" / "lock-py3.11.txt").read_text()
     assert re.search(r"^statsd==", lock, re.M)
@@ -84,7 +86,7 @@ def test_statsd_client_is_pinned_for_the_venv():
 
 
 def test_missing_statsd_module_makes_the_venv_incomplete(tmp_path):
-    from airflow_resource import installer
+    from airflow_resource.stack import installer
 
     site = tmp_path / "lib" / "python3.11" / "site-packages"
     site.mkdir(parents=True)
@@ -102,7 +104,7 @@ def test_mapping_file_is_valid_yaml_in_statsd_exporter_format(mapper):
 
 
 def test_the_exporter_binary_accepts_the_mapping_file():
-    proc = subprocess.run([sys.executable, "-m", "airflow_resource.metrics", "--statsd.mapping-config",
+    proc = subprocess.run([sys.executable, "-m", "airflow_resource.daemons.metrics", "--statsd.mapping-config",
                            str(metrics.MAPPING_FILE), "--check-config"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "mappings ok" in proc.stdout
@@ -124,7 +126,7 @@ def test_invalid_mapping_files_are_refused(tmp_path, text, message):
     path.write_text(text)
     with pytest.raises(mapping.MappingError, match=message):
         mapping.load(path)
-    proc = subprocess.run([sys.executable, "-m", "airflow_resource.metrics", "--statsd.mapping-config", str(path),
+    proc = subprocess.run([sys.executable, "-m", "airflow_resource.daemons.metrics", "--statsd.mapping-config", str(path),
                            "--check-config"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and message.split()[0] in proc.stderr
 

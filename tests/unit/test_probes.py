@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from airflow_resource import probes
-from airflow_resource.probes import Probe, ProbeContext
+from airflow_resource.stack import probes
+from airflow_resource.stack.probes import Probe, ProbeContext
 
 pytestmark = pytest.mark.unit
 

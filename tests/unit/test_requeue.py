@@ -10,8 +10,8 @@ import types
 
 import pytest
 
-from airflow_resource import stack
-from airflow_resource import system
+from airflow_resource.stack import lifecycle as stack
+from airflow_resource.stack import system
 
 pytestmark = pytest.mark.unit
 
@@ -100,7 +100,7 @@ def test_an_unreachable_database_warns(st, monkeypatch, capsys):
 
 
 def test_a_task_process_is_known_by_the_task_instance_id_in_its_title():
-    from airflow_resource import requeue_tasks
+    from airflow_resource.standalone import requeue_tasks
 
     child = subprocess.Popen([sys.executable, "-c", "import time; print('up', flush=True); time.sleep(30)",
                               "01a2-ti-id"], stdout=subprocess.PIPE, text=True)

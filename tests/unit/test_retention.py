@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_resource import retention
+from airflow_resource.daemons import retention
 
 pytestmark = pytest.mark.unit
 

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
-from airflow_resource import secrets, settings
+from airflow_resource.config import secrets
+from airflow_resource.config import settings
 from airflow_resource.errors import CommandError
-from airflow_resource.secrets import Secrets
+from airflow_resource.config.secrets import Secrets
 
 pytestmark = pytest.mark.unit
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from airflow_resource import settings
+from airflow_resource.config import settings
 from airflow_resource.errors import CommandError
 
 pytestmark = pytest.mark.unit
 
-REPO = Path(__file__).resolve().parents[2]
+from airflow_resource.paths import REPO_ROOT as REPO  # noqa: E402
 
 
 def write_toml(path: Path, text: str) -> Path:

@@ -19,10 +19,13 @@ from pathlib import Path
 import pytest
 from supervisor.options import ServerOptions
 
-from airflow_resource import airflow_config, components, launch, supervisor
+from airflow_resource.config import airflow_config
+from airflow_resource.stack import components
+from airflow_resource.standalone import launch
+from airflow_resource.stack import supervisor
 from airflow_resource.errors import CommandError
-from airflow_resource.launch import ENV_FILE_ENV, HOME_ENV, TAG_ENV
-from airflow_resource.settings import Settings
+from airflow_resource.standalone.launch import ENV_FILE_ENV, HOME_ENV, TAG_ENV
+from airflow_resource.config.settings import Settings
 
 pytestmark = pytest.mark.unit
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_resource import system
+from airflow_resource.stack import system
 from airflow_resource.errors import CommandError
 
 pytestmark = pytest.mark.unit

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from airflow_resource import logs, tasklogs
+from airflow_resource.logs import reader as logs
+from airflow_resource.logs import tasklogs
 from airflow_resource.errors import CommandError
 
 pytestmark = pytest.mark.unit

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from airflow_resource import testing
+from airflow_resource import testing  # the public path
 
 pytestmark = pytest.mark.unit
 

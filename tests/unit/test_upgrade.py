@@ -10,7 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from airflow_resource import AIRFLOW_VERSION, cli, installer, pinned_sets, secrets, upgrade
+from airflow_resource import AIRFLOW_VERSION
+from airflow_resource import cli
+from airflow_resource.stack import installer
+from airflow_resource.config import pinned_sets
+from airflow_resource.config import secrets
+from airflow_resource.backup import upgrade
 from airflow_resource.errors import EXIT_ALREADY, EXIT_ERROR, AlreadySo, CommandError
 
 pytestmark = pytest.mark.unit
@@ -395,7 +400,7 @@ def test_the_running_stacks_remembered_setting_is_not_a_request_for_another_set(
 
 
 def test_a_fresh_home_asked_for_an_older_set_refuses_a_newer_archive(make_settings, tmp_path):
-    from airflow_resource import restore
+    from airflow_resource.backup import restore
 
     s = make_settings(venv=str(fake_venv(tmp_path / "cli-venv", NEW)), pinned_set=OLD)
     assert installer.home_airflow_version(s) == OLD  # not the configured venv's

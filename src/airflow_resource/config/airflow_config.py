@@ -1,0 +1,175 @@
+"""Airflow's settings for every child, rendered as AIRFLOW__SECTION__KEY environment.
+
+airflow.cfg is never hand-edited: everything the stack depends on is here, so
+all components agree (one jwt_secret, one execution API URL, one database).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from airflow_resource.in_airflow import alerts
+from airflow_resource.errors import CommandError
+from airflow_resource.config.secrets import Secrets, placeholder
+from airflow_resource.config.settings import Settings
+
+AIRFLOW_DB = "airflow"        # metadata database
+AIRFLOW_DB_USER = "airflow"
+DATA_DB = "resource_data"     # database for pipelines' own tables (connection resource_postgres)
+DATA_CONN_ID = "resource_postgres"
+FAB_AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
+
+DAG_REFRESH_INTERVAL_S = 2
+MIN_FILE_PROCESS_INTERVAL_S = 120
+API_WORKERS = 2
+SCHEDULER_IDLE_SLEEP_S = 0.25
+MIN_HEARTBEAT_INTERVAL_S = 2
+EXECUTION_API_TIMEOUT_S = 30.0
+STATSD_PREFIX = "airflow"  # the mapping file (airflow_resource/metrics/statsd_mapping.yml) expects it
+
+
+def postgres_url(s: Settings, sec: Secrets, database: str = AIRFLOW_DB, driver: str = "postgresql+psycopg2") -> str:
+    if s.postgres_url:
+        # A server the user runs: metadata and pipelines' tables share the database it names.
+        return _with_scheme(s.postgres_url, driver)
+    return f"{driver}://{AIRFLOW_DB_USER}:{quote(sec.postgres_password, safe='')}@127.0.0.1:{s.postgres_port}/{database}"
+
+
+def redis_url(s: Settings, sec: Secrets, db: int = 0) -> str:
+    if s.redis_url:
+        return s.redis_url
+    return f"redis://:{quote(sec.redis_password, safe='')}@127.0.0.1:{s.redis_port}/{db}"
+
+
+def _with_scheme(url: str, scheme: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((scheme, *parts[1:]))
+
+
+def airflow_env(s: Settings, sec: Secrets) -> dict[str, str]:
+    """Environment shared by every Airflow process of the stack (and by one-off airflow commands):
+    what the stack owns, then the tuning, then the user's own Airflow options."""
+    owned = owned_env(s, sec)
+    check_options(s, owned)
+    return {**owned, **tuning(s), **s.airflow_options}
+
+
+def owned_env(s: Settings, sec: Secrets) -> dict[str, str]:
+    """The options the stack depends on (ports, database, broker, secrets, folders, auth): never overridden."""
+    db = postgres_url(s, sec)
+    env = {
+        "AIRFLOW_HOME": str(s.airflow_home),
+        "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(s.dags_dir),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(s.plugins_dir),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__FERNET_KEY": sec.fernet_key,
+        "AIRFLOW__CORE__AUTH_MANAGER": FAB_AUTH_MANAGER,
+        # Tasks reach the API server here; a moved port without this fails every task.
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{s.api_url}/execution/",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": db,
+        "AIRFLOW__CELERY__BROKER_URL": redis_url(s, sec),
+        "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + postgres_url(s, sec, driver="postgresql"),
+        "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(s.worker_concurrency),
+        "AIRFLOW__CELERY__FLOWER_HOST": "127.0.0.1",
+        "AIRFLOW__CELERY__FLOWER_PORT": str(s.flower_port),
+        "AIRFLOW__CELERY__FLOWER_BASIC_AUTH": f"{s.admin_user}:{sec.flower_password}",
+        "AIRFLOW__API__HOST": s.api_host,
+        "AIRFLOW__API__PORT": str(s.api_port),
+        "AIRFLOW__API__SECRET_KEY": sec.api_secret_key,
+        "AIRFLOW__API__EXPOSE_CONFIG": "False",
+        # Every component must sign and verify task tokens with the same secret.
+        "AIRFLOW__API_AUTH__JWT_SECRET": sec.jwt_secret,
+        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": "127.0.0.1",
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(s.scheduler_health_port),
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(s.task_logs_dir),
+        # Beside the task logs (Airflow's default is under AIRFLOW_HOME), so retention covers both.
+        "AIRFLOW__LOGGING__DAG_PROCESSOR_CHILD_PROCESS_LOG_DIRECTORY": str(s.dag_processor_logs_dir),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(s.log_server_port),
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(s.log_server_port + 1),
+        # Metrics: statsd over loopback UDP to the metrics component, which serves them on /metrics.
+        "AIRFLOW__METRICS__STATSD_ON": "True",
+        "AIRFLOW__METRICS__STATSD_HOST": "127.0.0.1",
+        "AIRFLOW__METRICS__STATSD_PORT": str(s.statsd_port),
+        "AIRFLOW__METRICS__STATSD_PREFIX": STATSD_PREFIX,
+        # Pipelines' own database, for example_etl and users' DAGs.
+        f"AIRFLOW_CONN_{DATA_CONN_ID.upper()}": postgres_url(s, sec, DATA_DB, driver="postgresql"),
+        "APACHE_AIRFLOW_DATA_DIR": str(s.data_dir),
+    }
+    if s.base_url:
+        env["AIRFLOW__API__BASE_URL"] = s.base_url
+    if s.alert_webhook_url:  # the listener plugin and the deadline callback spool alerts here
+        env[alerts.SPOOL_ENV] = str(s.alerts_dir)
+    return env
+
+
+def check_options(s: Settings, owned: dict[str, str] | None = None) -> None:
+    """Refuse user Airflow options that would override what the stack depends on (the owned keys
+    follow from the settings alone, so placeholder secrets serve when none are at hand)."""
+    if owned is None:
+        owned = owned_env(s, placeholder())
+    clash = sorted(k for k in s.airflow_options if k in owned)
+    if clash:
+        raise CommandError(
+            f"Airflow option(s) {', '.join(clash)} are set by the resource itself (ports, database, broker, "
+            "secrets, folders, auth) and cannot be overridden",
+            "remove them from resource.toml's [airflow] tables and the environment; ports and URLs have "
+            "resource settings (`resource-apache-airflow help`)")
+
+
+def tuning(s: Settings) -> dict[str, str]:
+    """The resource's performance defaults (README: Tuning); unlike the options above, a user may
+    override each in resource.toml's [airflow] tables or with AIRFLOW__* in the environment."""
+    return {
+        # DAG files dropped into the folder should appear in seconds (Airflow's default is 300 s): the
+        # folder is listed every refresh interval and a file whose mtime changed is parsed at once.
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": str(DAG_REFRESH_INTERVAL_S),
+        "AIRFLOW__DAG_PROCESSOR__BUNDLE_REFRESH_CHECK_INTERVAL": str(DAG_REFRESH_INTERVAL_S),
+        # Unchanged files are re-parsed only this often: parsing costs CPU whether or not anything changed.
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": str(MIN_FILE_PROCESS_INTERVAL_S),
+        # The scheduler sleeps this long after a loop that found nothing to do: it bounds how soon a
+        # triggered run starts and a finished task is seen (Airflow: 1 s). Each idle loop costs ~35 ms
+        # of CPU (scheduler + PostgreSQL): 0.1 s burns 29 % of a core idle, 0.25 s 20 %, 0.5 s 14 %.
+        "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": str(SCHEDULER_IDLE_SLEEP_S),
+        # A task's supervisor waits up to this long in select() once the task closed its sockets but
+        # was not yet reaped, holding its Celery slot (Airflow: 5 s, i.e. up to 5 s per task); it is
+        # also the heartbeat period of running tasks (one Execution API call each).
+        "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": str(MIN_HEARTBEAT_INTERVAL_S),
+        # Task processes' calls to the Execution API: a loaded 2-core machine answers some in more than
+        # Airflow's 5 s, and a retried start of a task that did start fails the task.
+        "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": str(EXECUTION_API_TIMEOUT_S),
+        # ... and while the api-server is down (a crash: supervisord restarts it in 15-60 s), they
+        # retry: Airflow's 5 tries give up after ~31 s and a task that could not start or report its
+        # end burns one of its retries per 31 s of outage (measured: runs failed when the api-server
+        # was SIGKILLed). 20 tries 2-30 s apart wait out at least 38 s, ~4 min on average.
+        "AIRFLOW__WORKERS__EXECUTION_API_RETRIES": "20",
+        "AIRFLOW__WORKERS__EXECUTION_API_RETRY_WAIT_MIN": "2",
+        "AIRFLOW__WORKERS__EXECUTION_API_RETRY_WAIT_MAX": "30",
+        # A task whose worker died stops heartbeating: fail it (and so retry it) after 60 s, not
+        # Airflow's 300 s; tasks of a dead scheduler are adopted after 30 s, not 300 s.
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "60",
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+        "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "30",
+        "AIRFLOW__API__WORKERS": str(API_WORKERS),
+        # gunicorn builds the app once and forks its workers from it (uvicorn's workers each import
+        # and build it again): an api-server restarted after a crash answered in 25-28 s against
+        # 44-56 s (load 8), and a worker that dies is replaced by a fork in a second. A venv without
+        # it (made before it was pinned, or another pinned set) keeps Airflow's uvicorn.
+        "AIRFLOW__API__SERVER_TYPE": "gunicorn" if _has_gunicorn(s.venv) else "uvicorn",
+        # Workers import the task runner and common operators once, before their pool forks.
+        "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "airflow_resource.in_airflow.celery_config.CELERY_CONFIG",
+    }
+
+
+def _has_gunicorn(venv: Path) -> bool:
+    from airflow_resource.stack import installer  # installer imports datastores, which imports this module
+
+    return installer.has_module(venv, "gunicorn")
+
+
+def child_path(s: Settings) -> str:
+    """Airflow finds its own child commands by name: the venv's bin must be first on PATH."""
+    return os.pathsep.join([str(s.venv / "bin"), "/usr/local/bin", "/usr/bin", "/bin"])

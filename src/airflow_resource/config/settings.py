@@ -1,0 +1,509 @@
+"""One resolver for every setting: defaults < config file < APACHE_AIRFLOW_* env < flags.
+
+The table SETTINGS is the single source for the resolver, `config/schema.json`,
+`config/defaults.sh` and the "Default configuration" part of `help`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from airflow_resource.errors import CommandError
+
+ENV_PREFIX = "APACHE_AIRFLOW_"
+CONFIG_FILE_NAME = "resource.toml"
+EFFECTIVE_FILE = "run/effective.json"  # settings of the stack that is running
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    type: type
+    default: Any  # a value, or a callable of the partly-resolved values
+    description: str
+    minimum: int | None = None
+    maximum: int | None = None
+    secret: bool = False  # may hold a credential: never taken from a command line
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+
+def _default_home(_: Mapping[str, Any]) -> str:
+    if os.geteuid() == 0:
+        return "/var/lib/apache-airflow"
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return str(Path(base) / "apache-airflow")
+
+
+def _default_concurrency(_: Mapping[str, Any]) -> int:
+    # Trivial tasks cost ~0.27 CPU-s each: more than 4 slots per core only queues
+    # work inside the worker and overloads the machine (measured: 32 failed on 2 cores).
+    return max(4, 4 * (os.cpu_count() or 1))
+
+
+def _default_pinned_set() -> str:
+    from airflow_resource.config import pinned_sets
+
+    return pinned_sets.default_set().name
+
+
+def _default_worker_memory(_: Mapping[str, Any]) -> int:
+    # Half the machine per worker: a runaway task cannot take the memory PostgreSQL, Redis and the
+    # scheduler need, while ordinary tasks are never near it.
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return 0
+    return max(256, total // 2 // 2**20)
+
+
+PORT = dict(minimum=1, maximum=65535)
+# supervisord's ini reads '%' as interpolation and ';'/'#' as comments; quotes break its env parser.
+UNSAFE_PATH_CHARS = set("%;#'\"\\")
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("home", str, _default_home, "Resource home: venv, Airflow home, data, logs, secrets."),
+    Setting("venv", str, lambda v: str(Path(v["home"]) / "venv"), "Python venv with Airflow and this package "
+            "(the default pinned set's; a home on another set runs from the venv its install record names)."),
+    Setting("pinned_set", str, lambda v: _default_pinned_set(), "Pinned set (Airflow release) a new home is "
+            "installed on; an installed home keeps its own until `manage upgrade` / `manage rollback`."),
+    Setting("dags_dir", str, lambda v: str(Path(v["home"]) / "dags"), "Folder of DAG files the stack parses."),
+    Setting("api_host", str, "127.0.0.1", "Bind address of the api-server (UI and REST API); 0.0.0.0 to serve the network."),
+    Setting("api_port", int, 48080, "Port of the api-server (UI, REST API, Execution API).", **PORT),
+    Setting("postgres_port", int, 45432, "Port of the embedded PostgreSQL.", **PORT),
+    Setting("redis_port", int, 46379, "Port of the embedded Redis.", **PORT),
+    Setting("flower_port", int, 45555, "Port of Flower (Celery monitoring, basic auth).", **PORT),
+    Setting("scheduler_health_port", int, 48974, "Port of the scheduler's health server.", **PORT),
+    Setting("metrics_port", int, 49102, "Port of the Prometheus /metrics endpoint.", **PORT),
+    Setting("statsd_port", int, 49125, "UDP port where the metrics exporter reads Airflow's statsd.", **PORT),
+    Setting("log_server_port", int, 48793, "First port of the task log servers (triggerer, then one per worker).", **PORT),
+    Setting("workers", int, 1, "Number of Celery worker processes on this machine.", minimum=0, maximum=64),
+    Setting("worker_concurrency", int, _default_concurrency, "Task slots per Celery worker.", minimum=1, maximum=256),
+    Setting("worker_memory_limit_mb", int, _default_worker_memory, "Memory limit of each Celery worker with its "
+            "tasks, in MB (0: none): a task that allocates past it is killed and fails like any task; the worker "
+            "keeps running. Default: half the machine's memory.", minimum=0, maximum=2**30),
+    Setting("disk_warn_percent", int, 10, "status reports the stack degraded when a file system of the home has "
+            "less than this percentage free (0: never).", minimum=0, maximum=99),
+    Setting("disk_critical_mb", int, 512, "Below this many MB free on a file system of the home, new DAG runs are "
+            "refused and no new task starts until space is freed (0: never).", minimum=0, maximum=2**30),
+    Setting("postgres_url", str, "", "URL of a PostgreSQL that already runs (then no embedded PostgreSQL)."),
+    Setting("redis_url", str, "", "URL of a Redis that already runs (then no embedded Redis)."),
+    Setting("service_user", str, "airflow", "Unprivileged user the components run as when the CLI runs as root."),
+    Setting("admin_user", str, "admin", "User name of the generated UI/REST admin."),
+    Setting("base_url", str, "", "Public base URL of the UI when behind a proxy (e.g. http://host/airflow)."),
+    Setting("backup_interval_minutes", int, 0, "Minutes between scheduled backups into <home>/backups (0: no schedule).",
+            minimum=0, maximum=525600),
+    Setting("backup_keep", int, 7, "Scheduled backups kept; older scheduled ones are deleted (manual ones never).",
+            minimum=1, maximum=10000),
+    Setting("backup_passphrase_file", str, "", "File with the passphrase that encrypts the secrets in scheduled "
+            "backups (readable by the service user); empty: scheduled backups leave the secrets out."),
+    Setting("log_retention_days", int, 30, "Days task logs and DAG-processor logs are kept (0: forever); "
+            "the housekeeper removes older ones hourly.", minimum=0, maximum=36500),
+    Setting("stop_grace_seconds", int, 30, "Seconds a stopping worker gives its running tasks to finish; tasks "
+            "still running then are killed and queued again for a new try at the next start.",
+            minimum=0, maximum=86400),
+    Setting("alert_webhook_url", str, "", "URL a JSON alert is POSTed to when a task or DAG run fails or a "
+            "DAG run misses its deadline (empty: no alerts). Environment or config file only.", secret=True),
+)
+BY_NAME = {s.name: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    venv: Path
+    pinned_set: str
+    dags_dir: Path
+    api_host: str
+    api_port: int
+    postgres_port: int
+    redis_port: int
+    flower_port: int
+    scheduler_health_port: int
+    metrics_port: int
+    statsd_port: int
+    log_server_port: int
+    workers: int
+    worker_concurrency: int
+    worker_memory_limit_mb: int
+    disk_warn_percent: int
+    disk_critical_mb: int
+    postgres_url: str
+    redis_url: str
+    service_user: str
+    admin_user: str
+    base_url: str
+    backup_interval_minutes: int
+    backup_keep: int
+    backup_passphrase_file: str
+    log_retention_days: int
+    stop_grace_seconds: int
+    alert_webhook_url: str
+    # Airflow options the user sets (AIRFLOW__SECTION__KEY -> value), from resource.toml's [airflow]
+    # tables and AIRFLOW__* in the environment; airflow_config checks them against what the stack owns.
+    airflow_options: dict[str, str] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict, compare=False)
+    # The venv the settings name (APACHE_AIRFLOW_VENV, <home>/venv) when the home's install record points
+    # `venv` at another one (a home on a pinned set other than the default): where the default set goes.
+    configured_venv: Path | None = field(default=None, compare=False)
+
+    # Derived paths: one place, so the layout in DESIGN.md is written down once.
+    @property
+    def airflow_home(self) -> Path:
+        return self.home / "airflow"
+
+    @property
+    def plugins_dir(self) -> Path:
+        return self.home / "plugins"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def component_logs_dir(self) -> Path:
+        return self.logs_dir / "components"
+
+    @property
+    def task_logs_dir(self) -> Path:
+        return self.logs_dir / "tasks"
+
+    @property
+    def dag_processor_logs_dir(self) -> Path:
+        """[logging] dag_processor_child_process_log_directory: the DAG processor's per-file parse logs."""
+        return self.logs_dir / "dag_processor"
+
+    @property
+    def alerts_dir(self) -> Path:
+        """Spool of failure alerts: outbox/ (written by Airflow's processes), sent/, failed/."""
+        return self.home / "alerts"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def postgres_dir(self) -> Path:
+        return self.home / "postgres"
+
+    @property
+    def redis_dir(self) -> Path:
+        return self.home / "redis"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.home / "run"
+
+    @property
+    def backups_dir(self) -> Path:
+        return self.home / "backups"
+
+    @property
+    def backup_status_file(self) -> Path:
+        return self.run_dir / "backup-schedule.json"
+
+    @property
+    def secrets_file(self) -> Path:
+        return self.home / "secrets.env"
+
+    @property
+    def supervisord_conf(self) -> Path:
+        return self.home / "supervisord.conf"
+
+    @property
+    def supervisord_socket(self) -> Path:
+        return self.run_dir / "supervisord.sock"
+
+    @property
+    def config_file(self) -> Path:
+        return Path(os.environ.get(ENV_PREFIX + "CONFIG") or self.home / CONFIG_FILE_NAME)
+
+    @property
+    def embedded_postgres(self) -> bool:
+        return not self.postgres_url
+
+    @property
+    def embedded_redis(self) -> bool:
+        return not self.redis_url
+
+    @property
+    def api_url(self) -> str:
+        host = "127.0.0.1" if self.api_host in ("0.0.0.0", "::", "") else self.api_host
+        if ":" in host:
+            host = f"[{host}]"  # IPv6 literal
+        return f"http://{host}:{self.api_port}"
+
+    @property
+    def api_base(self) -> str:
+        """The api-server as this machine reaches it, with the sub-path of base_url (/auth answers only there)."""
+        from urllib.parse import urlsplit
+
+        return self.api_url + urlsplit(self.base_url).path.rstrip("/") if self.base_url else self.api_url
+
+    def to_json(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+             if f.name not in ("sources", "configured_venv")}
+        return {k: str(v) if isinstance(v, Path) else v for k, v in d.items()}
+
+
+def _coerce(setting: Setting, raw: Any, origin: str) -> Any:
+    try:
+        if setting.type is int:
+            if isinstance(raw, (bool, float)):
+                raise ValueError
+            value = int(raw)
+        else:
+            value = str(raw)
+    except (TypeError, ValueError):
+        raise CommandError(
+            f"{setting.name} from {origin} must be {setting.type.__name__}, got {raw!r}",
+            f"fix {origin}; `resource-apache-airflow help` lists every setting",
+        ) from None
+    if setting.minimum is not None and value < setting.minimum or setting.maximum is not None and value > setting.maximum:
+        raise CommandError(
+            f"{setting.name} from {origin} is {value}, outside {setting.minimum}..{setting.maximum}",
+            f"fix {origin}",
+        )
+    return value
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Settings from the TOML config file; a broken file is an error, not a silent default."""
+    if not path.exists():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise CommandError(f"config file {path} is not valid TOML: {exc}", f"fix or remove {path}") from None
+    unknown = sorted(set(data) - set(BY_NAME) - {AIRFLOW_TABLE})
+    if unknown:
+        raise CommandError(
+            f"config file {where(path, unknown[0])} has unknown setting(s): {', '.join(unknown)}",
+            f"known settings: {', '.join(BY_NAME)}",
+        )
+    return data
+
+
+def where(path: Path, key: str) -> str:
+    """`path:line` of the first top-level `key = ...` in a TOML file (just `path` when not found), so
+    an error names the line to fix. Read only on the error path."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return str(path)
+    pattern = re.compile(rf"^\s*[\"']?{re.escape(key)}[\"']?\s*=")
+    for number, line in enumerate(lines, 1):
+        if line.lstrip().startswith("["):
+            break  # past the top-level keys: tables follow
+        if pattern.match(line):
+            return f"{path}:{number}"
+    return str(path)
+
+
+AIRFLOW_TABLE = "airflow"
+AIRFLOW_ENV_PREFIX = "AIRFLOW__"
+
+
+def _airflow_options(file_data: Mapping[str, Any], environ: Mapping[str, str], origin: str) -> dict[str, str]:
+    """Airflow options as AIRFLOW__SECTION__KEY: resource.toml's [airflow.<section>] tables, then
+    AIRFLOW__* variables of the environment (which win, as they do for Airflow itself)."""
+    options: dict[str, str] = {}
+    table = file_data.get(AIRFLOW_TABLE, {})
+    hint = f"write Airflow options as [airflow.<section>] tables in {origin}, e.g. [airflow.scheduler] " \
+           "scheduler_idle_sleep_time = 0.5"
+    if not isinstance(table, dict):
+        raise CommandError(f"{AIRFLOW_TABLE} in {origin} must be a table of sections", hint)
+    for section, keys in table.items():
+        if not isinstance(keys, dict):
+            raise CommandError(f"[{AIRFLOW_TABLE}] {section} in {origin} must be a table of options", hint)
+        for key, value in keys.items():
+            if isinstance(value, (dict, list)):
+                raise CommandError(f"[{AIRFLOW_TABLE}.{section}] {key} in {origin} must be a string, number or "
+                                   "boolean", hint)
+            text = str(value).lower() if isinstance(value, bool) else str(value)
+            options[f"{AIRFLOW_ENV_PREFIX}{section.upper()}__{key.upper()}"] = text
+    for name, value in environ.items():
+        if name.startswith(AIRFLOW_ENV_PREFIX) and name.count("__") >= 2:
+            options[name] = value
+    return options
+
+
+def resolve(
+    flags: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    read_file: Callable[[Path], dict[str, Any]] = read_config_file,
+) -> Settings:
+    """Resolve every setting in precedence order; home first, since the config file lives there."""
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+
+    def layer_value(s: Setting, file_data: Mapping[str, Any]) -> tuple[Any, str] | None:
+        if s.name in flags:
+            return flags[s.name], "flag"
+        if environ.get(s.env):  # set but empty counts as unset, as in the shell's ${VAR:-default}
+            return environ[s.env], f"environment {s.env}"
+        if s.name in file_data:
+            return file_data[s.name], "config file"
+        return None
+
+    home_setting = BY_NAME["home"]
+    found = layer_value(home_setting, {})
+    values["home"] = _coerce(home_setting, found[0], found[1]) if found else _default_home(values)
+    sources["home"] = found[1] if found else "default"
+    config_path = Path(environ.get(ENV_PREFIX + "CONFIG") or Path(values["home"]).expanduser() / CONFIG_FILE_NAME)
+    file_data = read_file(config_path)
+    if "home" in file_data:
+        raise CommandError(
+            f"config file {config_path} sets home, but the config file lives in the home",
+            f"set {home_setting.env} or --home instead",
+        )
+    for s in SETTINGS[1:]:
+        found = layer_value(s, file_data)
+        if found:
+            origin = found[1] if found[1] != "config file" else f"config file {where(config_path, s.name)}"
+            values[s.name] = _coerce(s, found[0], origin)
+            sources[s.name] = found[1]
+        else:
+            values[s.name] = s.default(values) if callable(s.default) else s.default
+            sources[s.name] = "default"
+    for name in ("home", "venv", "dags_dir"):
+        values[name] = Path(values[name]).expanduser().absolute()
+        bad = sorted({ch for ch in str(values[name]) if ch in UNSAFE_PATH_CHARS or not ch.isprintable()})
+        if bad:
+            raise CommandError(
+                f"{name} {str(values[name])!r} contains {' '.join(repr(c) for c in bad)}, which supervisord's "
+                "config cannot carry", f"choose a path without them ({BY_NAME[name].env})")
+    last_log_port = values["log_server_port"] + values["workers"]
+    if last_log_port > 65535:
+        raise CommandError(
+            f"log_server_port {values['log_server_port']} + {values['workers']} worker(s) needs ports up to {last_log_port}",
+            f"lower {BY_NAME['log_server_port'].env} or {BY_NAME['workers'].env}",
+        )
+    values["airflow_options"] = _airflow_options(file_data, environ, str(config_path))
+    configured_venv = values["venv"]
+    recorded = _recorded_venv(values["home"])
+    if recorded is not None:
+        values["venv"], sources["venv"] = recorded, "home install record"
+    return Settings(**values, sources=sources, configured_venv=configured_venv)
+
+
+def _recorded_venv(home: Path) -> Path | None:
+    from airflow_resource.config import pinned_sets
+
+    return pinned_sets.recorded_venv(home)
+
+
+def load_effective(home: Path) -> dict[str, Any] | None:
+    """Settings the running stack was started with, so status/logs see the real ports; None when there
+    is no such file. A damaged one is an error: guessing the ports from today's settings would probe,
+    stop or scale the wrong processes."""
+    path = home / EFFECTIVE_FILE
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _damaged(path, str(exc)) from None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        line = f":{exc.lineno}" if isinstance(exc, json.JSONDecodeError) else ""
+        raise _damaged(path, str(exc), line) from None
+    if not isinstance(data, dict):
+        raise _damaged(path, f"a JSON object was expected, found {type(data).__name__}")
+    for name, value in data.items():
+        if name in BY_NAME and name != "home":
+            try:
+                _coerce(BY_NAME[name], value, "")  # a wrong type is damage too
+            except CommandError:
+                raise _damaged(path, f"{name} is {value!r}") from None
+    return data
+
+
+def _damaged(path: Path, why: str, line: str = "") -> CommandError:
+    return CommandError(
+        f"the running stack's settings file {path}{line} is damaged ({why}); its ports and workers are unknown",
+        "`resource-apache-airflow manage stop` stops the stack without it (and removes it); "
+        "`manage start` then writes it anew")
+
+
+def for_running_stack(flags: Mapping[str, Any] | None = None, damaged_ok: bool = False) -> Settings:
+    """Resolved settings, overridden by what the running stack was started with. damaged_ok (stop,
+    uninstall): a damaged effective file falls back to today's settings, since stopping needs no ports."""
+    current = resolve(flags)
+    try:
+        effective = load_effective(current.home)
+    except CommandError:
+        if not damaged_ok:
+            raise
+        effective = None
+    if not effective:
+        return current
+    merged = {k: effective.get(k, v) for k, v in current.to_json().items()}
+    merged["airflow_options"] = dict(merged.get("airflow_options") or {})
+    for name in ("home", "venv", "dags_dir"):
+        merged[name] = Path(merged[name])
+    return Settings(**merged, sources={k: "running stack" for k in merged}, configured_venv=current.configured_venv)
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema of the config file and environment settings (config/schema.json)."""
+    props: dict[str, Any] = {}
+    for s in SETTINGS:
+        p: dict[str, Any] = {"type": "integer" if s.type is int else "string", "description": s.description}
+        p["x-env"] = s.env
+        if not callable(s.default):
+            p["default"] = s.default
+        if s.minimum is not None:
+            p["minimum"] = s.minimum
+        if s.maximum is not None:
+            p["maximum"] = s.maximum
+        props[s.name] = p
+    props[AIRFLOW_TABLE] = {
+        "type": "object",
+        "description": "Airflow options as [airflow.<section>] tables (key = value), passed to every Airflow "
+        "process as AIRFLOW__<SECTION>__<KEY>; options the stack depends on are refused.",
+        "additionalProperties": {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}},
+    }
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "apache-airflow resource settings",
+        "description": "Keys of resource.toml; each also has an APACHE_AIRFLOW_<KEY> environment variable. "
+        "Precedence: defaults < config file < environment < flags.",
+        "type": "object",
+        "additionalProperties": False,
+        "properties": props,
+    }
+
+
+def defaults_sh() -> str:
+    """config/defaults.sh: the defaults as shell exports, overridable from the environment."""
+    lines = ["#!/usr/bin/env bash", "# Generated from airflow_resource/config/settings.py: the resource's defaults.", ""]
+    for s in SETTINGS:
+        if callable(s.default):
+            continue
+        lines.append(f'export {s.env}="${{{s.env}:-{s.default}}}"')
+    return "\n".join(lines) + "\n"
+
+
+def write_config_files(config_dir: Path) -> None:
+    """Regenerate config/schema.json and config/defaults.sh from SETTINGS: python -m airflow_resource.config.settings"""
+    (config_dir / "schema.json").write_text(json.dumps(json_schema(), indent=2) + "\n")
+    (config_dir / "defaults.sh").write_text(defaults_sh())
+
+
+if __name__ == "__main__":
+    from airflow_resource.paths import CONFIG_DIR
+
+    write_config_files(CONFIG_DIR)

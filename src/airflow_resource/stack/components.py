@@ -1,0 +1,138 @@
+"""The one component table: supervisord config, start order, status and health derive from it."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from airflow_resource.config import airflow_config
+from airflow_resource.in_airflow import alerts
+from airflow_resource.stack import datastores
+from airflow_resource.in_airflow import diskspace
+from airflow_resource.daemons import metrics
+from airflow_resource.stack.probes import Probe
+from airflow_resource.config.secrets import Secrets
+from airflow_resource.config.settings import Settings
+
+# Start groups: each waits for the one before to be ready. Stop runs in reverse.
+DATA, API, CORE, EDGE = 10, 20, 30, 40
+SERVER_STOP_TIMEOUT_S = 20
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    argv: tuple[str, ...]
+    probe: Probe
+    priority: int
+    port: int | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    stop_signal: str = "TERM"
+    stop_timeout: int = SERVER_STOP_TIMEOUT_S
+    airflow: bool = True  # gets the shared Airflow environment
+
+    @property
+    def group(self) -> str:
+        return {DATA: "data", API: "api", CORE: "core", EDGE: "edge"}[self.priority]
+
+
+WORKER_PREFIX = "worker-"
+
+
+def worker_hostname(index: int) -> str:
+    return f"{WORKER_PREFIX}{index}@{socket.gethostname()}"
+
+
+def build(s: Settings, sec: Secrets, pg_bindir: str = "", redis_server: str = "") -> list[Component]:
+    """Every component of the stack, in start order."""
+    airflow = str(s.venv / "bin" / "airflow")
+    comps: list[Component] = []
+    if s.embedded_postgres:
+        comps.append(Component(
+            "postgres", (f"{pg_bindir}/postgres", "-D", str(s.postgres_dir)),
+            # Superuser login: ready before the airflow role exists (first start creates it).
+            Probe("postgres", datastores.superuser_dsn(s, sec)),
+            DATA, s.postgres_port, stop_signal="INT", airflow=False,  # INT = fast shutdown, consistent
+        ))
+    if s.embedded_redis:
+        comps.append(Component(
+            "redis", (redis_server or "redis-server", str(s.redis_dir / "redis.conf")),
+            Probe("redis", airflow_config.redis_url(s, sec)), DATA, s.redis_port, airflow=False,
+        ))
+    # Prometheus exporter of Airflow's statsd: up with the data stores, so no early metric is lost.
+    comps.append(Component(
+        "metrics",
+        (str(s.venv / "bin" / "python"), "-m", "airflow_resource.daemons.metrics",
+         "--statsd.listen-udp", f"127.0.0.1:{s.statsd_port}",
+         "--web.listen-address", f"127.0.0.1:{s.metrics_port}",
+         "--statsd.mapping-config", str(metrics.MAPPING_FILE)),
+        Probe("http", f"http://127.0.0.1:{s.metrics_port}/metrics"), DATA, s.metrics_port, airflow=False,
+        env={metrics.BROKER_ENV: airflow_config.redis_url(s, sec)},
+    ))
+    comps += [
+        # The disk guard's middleware (disk_plugin.py) reads where to look and its threshold here.
+        Component("api-server", (airflow, "api-server"), Probe("api"), API, s.api_port, env=disk_env(s)),
+        Component("scheduler", (airflow, "scheduler"),
+                  Probe("http", f"http://127.0.0.1:{s.scheduler_health_port}/health"), CORE, s.scheduler_health_port),
+        Component("dag-processor", (airflow, "dag-processor"), Probe("health_key", "dag_processor"), CORE),
+        Component("triggerer", (airflow, "triggerer"), Probe("health_key", "triggerer"), CORE, s.log_server_port),
+    ]
+    for i in range(1, s.workers + 1):
+        log_port = s.log_server_port + i
+        comps.append(Component(
+            f"{WORKER_PREFIX}{i}",
+            (airflow, "celery", "worker", "--celery-hostname", worker_hostname(i)),
+            Probe("celery", worker_hostname(i)), CORE, log_port,
+            env={"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(log_port)},
+            stop_timeout=s.stop_grace_seconds,  # Celery's warm shutdown lets running tasks finish
+        ))
+    if s.backup_interval_minutes:
+        # Scheduled backups (backup_schedule.py): it archives the whole secrets.env, so it gets every secret.
+        comps.append(Component(
+            "backup", (str(s.venv / "bin" / "python"), "-m", "airflow_resource.daemons.backup_schedule", "--home", str(s.home)),
+            Probe("backup_schedule", str(s.backup_status_file)), EDGE, airflow=False, env=sec.as_env(),
+        ))
+    comps.append(Component(
+        "flower", (airflow, "celery", "flower"),
+        Probe("http", f"http://127.0.0.1:{s.flower_port}/healthcheck", sec.flower_password, s.admin_user),
+        EDGE, s.flower_port,
+    ))
+    # Alert delivery, log retention and the disk-full hold of the pools (housekeeper.py). The webhook URL
+    # may hold a token and the admin password is one: env file only.
+    env = {**disk_env(s), Secrets.env_name("admin_password"): sec.admin_password}  # the pool hold's REST login
+    if s.alert_webhook_url:
+        env[alerts.WEBHOOK_ENV] = s.alert_webhook_url
+    comps.append(Component(
+        "housekeeper",
+        (str(s.venv / "bin" / "python"), "-m", "airflow_resource.daemons.housekeeper",
+         "--alerts-dir", str(s.alerts_dir), "--task-logs", str(s.task_logs_dir),
+         "--dag-processor-logs", str(s.dag_processor_logs_dir), "--retention-days", str(s.log_retention_days),
+         "--ui-url", s.base_url or s.api_url, "--heartbeat", str(housekeeper_heartbeat(s)),
+         "--api-url", s.api_base, "--admin-user", s.admin_user),
+        Probe("heartbeat_file", str(housekeeper_heartbeat(s))), EDGE, airflow=False, env=env,
+    ))
+    return comps
+
+
+def disk_env(s: Settings) -> dict[str, str]:
+    """Where the disk guard looks and below how many MB free it holds new work (diskspace.py)."""
+    return {diskspace.PATHS_ENV: os.pathsep.join(str(p) for p in diskspace.watched_paths(s)),
+            diskspace.CRITICAL_ENV: str(s.disk_critical_mb)}
+
+
+def housekeeper_heartbeat(s: Settings) -> Path:
+    return s.run_dir / "housekeeper.heartbeat"
+
+
+def by_name(comps: list[Component]) -> dict[str, Component]:
+    return {c.name: c for c in comps}
+
+
+def groups(comps: list[Component]) -> list[list[Component]]:
+    """Components grouped by start priority, in start order."""
+    out: dict[int, list[Component]] = {}
+    for c in comps:
+        out.setdefault(c.priority, []).append(c)
+    return [out[k] for k in sorted(out)]

@@ -1,0 +1,253 @@
+"""`manage install` / `uninstall`: system packages, the pinned venv, the home layout, secrets."""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from airflow_resource import printer
+from airflow_resource.stack import datastores
+from airflow_resource.config import pinned_sets
+from airflow_resource.config import secrets
+from airflow_resource.stack import system
+from airflow_resource.paths import EXAMPLE_DAGS_DIR, REPO_ROOT
+from airflow_resource.errors import AlreadySo, CommandError
+from airflow_resource.config.settings import Settings
+
+MARKER = pinned_sets.HOME_RECORD
+PIP_TIMEOUT_S = 1800
+
+
+def marker(s: Settings) -> Path:
+    return s.home / MARKER
+
+
+def home_set(s: Settings) -> pinned_sets.PinnedSet:
+    """The pinned set the home runs (recorded at install, moved by upgrade/rollback); a home not installed
+    yet: the one the settings ask for. A recorded set no longer in the repository keeps its Airflow version."""
+    name = pinned_sets.home_set_name(s.home) if marker(s).exists() else None
+    if name is None:
+        return pinned_sets.get(s.pinned_set)
+    try:
+        return pinned_sets.get(name)
+    except CommandError:
+        airflow = pinned_sets.read_record(s.home).get("airflow") or name
+        return pinned_sets.PinnedSet(name, airflow, pinned_sets.CONSTRAINTS_DIR, False)
+
+
+def home_airflow_version(s: Settings) -> str:
+    """The Airflow release the home runs (its venv's), or will run once installed (its pinned set's: the
+    configured venv may hold another one, e.g. a fresh home asked to be on an older set)."""
+    if marker(s).exists():
+        return airflow_version(s.venv) or home_set(s).airflow
+    return home_set(s).airflow
+
+
+def check_pinned_set(s: Settings) -> None:
+    """A pinned set asked for (flag, environment, config file) that is not the one the home runs is refused:
+    only upgrade and rollback move a home between sets."""
+    recorded = pinned_sets.home_set_name(s.home) if marker(s).exists() else None
+    asked = s.sources.get("pinned_set", "default") not in ("default", "running stack")
+    if recorded and asked and s.pinned_set != recorded:
+        raise CommandError(f"{s.home} is installed on pinned set {recorded}, not {s.pinned_set} "
+                           f"(asked by {s.sources['pinned_set']})",
+                           f"move it with `manage upgrade --to {s.pinned_set}` or `manage rollback`, or drop "
+                           "that setting; nothing was changed")
+    if asked:
+        pinned_sets.get(s.pinned_set)  # an unknown name is refused before anything is written
+
+
+def is_installed(s: Settings) -> bool:
+    return (marker(s).exists() and airflow_version(s.venv) == home_set(s).airflow
+            and not missing_modules(s.venv))
+
+
+# Python packages of the lock file the stack needs beyond Airflow itself: a venv made before one was
+# pinned is completed from the lock file at the next install (and so at the next `manage start`).
+VENV_MODULES = ("statsd",)  # Airflow's statsd client: without it Airflow silently sends no metrics
+
+
+def _site_packages(venv: Path) -> Path:
+    return venv / "lib" / "python3*" / "site-packages"
+
+
+def has_module(venv: Path, module: str) -> bool:
+    """Is the package installed in the venv (read from its folder, no import: fast)?"""
+    return bool(glob.glob(str(_site_packages(venv) / module / "__init__.py")))
+
+
+def missing_modules(venv: Path) -> list[str]:
+    return [m for m in VENV_MODULES if not has_module(venv, m)]
+
+
+def has_resource_package(venv: Path) -> bool:
+    """Components run this package's modules (launcher, metrics, housekeeper) with the stack venv's Python."""
+    return venv == Path(sys.prefix) or bool(glob.glob(str(_site_packages(venv) / "airflow_resource-*.dist-info")))
+
+
+def airflow_version(venv: Path) -> str | None:
+    """Installed Airflow version, read from its dist-info (no import: fast)."""
+    found = glob.glob(str(_site_packages(venv) / "apache_airflow-*.dist-info"))
+    if not found:
+        return None
+    return Path(found[0]).name[len("apache_airflow-"):-len(".dist-info")]
+
+
+def python_version(python: Path) -> str:
+    return subprocess.run([str(python), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+def lock_file(python: Path, pinned: pinned_sets.PinnedSet | None = None) -> Path:
+    return (pinned or pinned_sets.default_set()).lock_file(python_version(python))
+
+
+def check_home_owner(s: Settings) -> None:
+    """A home that belongs to someone else is refused before anything is written."""
+    probe = s.home
+    while not probe.exists():
+        probe = probe.parent
+    st = probe.stat()
+    if probe == s.home and st.st_uid != os.geteuid():
+        raise CommandError(
+            f"{s.home} belongs to uid {st.st_uid}, not to you (uid {os.geteuid()})",
+            "run as that user, or choose another home with APACHE_AIRFLOW_HOME",
+        )
+    if probe != s.home and not os.access(probe, os.W_OK | os.X_OK):
+        raise CommandError(f"cannot create {s.home}: {probe} is not writable by you",
+                           "choose another home with APACHE_AIRFLOW_HOME")
+
+
+def ensure_venv(venv: Path, pinned: pinned_sets.PinnedSet) -> float | None:
+    """The venv with the pinned set's Airflow and this package; created and filled from the set's lock file
+    when missing. Returns the seconds pip took (None: nothing to do)."""
+    if airflow_version(venv) == pinned.airflow and not missing_modules(venv) and has_resource_package(venv):
+        return None
+    python = venv / "bin" / "python"
+    if not python.exists():
+        printer.step(f"creating venv {venv}")
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    lock = lock_file(python, pinned)
+    printer.step(f"installing Airflow {pinned.airflow} and its pinned stack from "
+                 f"{lock.relative_to(REPO_ROOT)} into {venv} (1-3 minutes)")
+    started = time.monotonic()
+    _pip(python, ["-r", str(lock)])
+    if not has_resource_package(venv):
+        _pip(python, ["--no-deps", "-e", str(REPO_ROOT)])
+    took = time.monotonic() - started
+    printer.ok(f"Airflow {airflow_version(venv)} installed in {took:.0f} s")
+    return took
+
+
+def _pip(python: Path, args: list[str]) -> None:
+    cmd = [str(python), "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "off", *args]
+    with printer.status("pip install") as spinner:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        tail: list[str] = []
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            line = line.rstrip()
+            if line.startswith(("Collecting", "Downloading", "Installing", "Successfully")):
+                spinner.update(f"pip: {line[:100]}")
+            if not line.startswith("WARNING: Location"):
+                tail = (tail + [line])[-30:]
+        rc = proc.wait(timeout=PIP_TIMEOUT_S)
+    if rc != 0:
+        raise CommandError("pip install of the pinned stack failed:\n" + "\n".join(tail),
+                           "fix the error above (network to PyPI, disk space), then run the command again")
+
+
+def layout(s: Settings, who: system.RunAs) -> None:
+    """The home's folders: the CLI's user owns home, venv and secrets; the service user the rest."""
+    s.home.mkdir(parents=True, exist_ok=True)
+    os.chmod(s.home, 0o755)
+    system.check_traversable(s.home, who)
+    for d in (s.airflow_home, s.dags_dir, s.plugins_dir, s.logs_dir, s.component_logs_dir,
+              s.task_logs_dir, s.data_dir, s.run_dir):
+        system.make_dir(d, who)
+    for d in (s.redis_dir, s.backups_dir):
+        system.make_dir(d, who, 0o700)
+
+
+def install_example_dags(s: Settings, who: system.RunAs) -> list[str]:
+    """Copy the shipped example DAGs in; a file the user already has is never overwritten."""
+    copied = []
+    if not EXAMPLE_DAGS_DIR.is_dir():
+        return copied
+    for src in sorted(EXAMPLE_DAGS_DIR.rglob("*")):
+        if "__pycache__" in src.parts or src.is_dir():
+            continue
+        dst = s.dags_dir / src.relative_to(EXAMPLE_DAGS_DIR)
+        if dst.exists():
+            continue
+        system.make_dir(dst.parent, who)
+        shutil.copy2(src, dst)
+        system.chown(dst, who)
+        copied.append(str(dst.relative_to(s.dags_dir)))
+    return copied
+
+
+def install(s: Settings, force: bool = False, examples: bool = True) -> Settings:
+    """examples=False: a restored home keeps exactly the DAGs of its backup. Returns the settings the home
+    runs with (its venv: a home on a pinned set other than the default gets its own, <home>/venvs/<set>)."""
+    check_pinned_set(s)
+    if is_installed(s) and not force:
+        raise AlreadySo(f"already installed in {s.home}", "`manage start` starts it; `manage install --force` re-runs every step")
+    check_home_owner(s)
+    pinned = home_set(s)
+    record = pinned_sets.read_record(s.home) if marker(s).exists() else {}
+    if not record and not pinned.default:  # a new home on another set: its own venv (an installed one keeps its)
+        s = dataclasses.replace(s, venv=s.home / pinned_sets.VENVS_DIR / pinned.name)
+    started = time.monotonic()
+    system.install_packages(system.missing_packages(s.embedded_postgres, s.embedded_redis))
+    who = system.ensure_service_user(s.service_user, s.home)
+    layout(s, who)
+    if s.venv.parent.name == pinned_sets.VENVS_DIR:
+        s.venv.parent.mkdir(exist_ok=True)
+    ensure_venv(s.venv, pinned)
+    sec, created = secrets.ensure(s.secrets_file)
+    if created:
+        printer.ok(f"generated secrets in {s.secrets_file} (mode 0600)")
+    if s.embedded_postgres:
+        pg_bindir = system.pg_bindir()
+        assert pg_bindir is not None  # install_packages made sure
+        if datastores.is_initialised(s):
+            datastores.check_data_version(s, pg_bindir)
+        else:
+            datastores.initdb(s, sec, who, pg_bindir)
+    copied = install_example_dags(s, who) if examples else []
+    if copied:
+        printer.ok(f"example DAGs in {s.dags_dir}: {', '.join(c for c in copied if c.endswith('.py'))}")
+    configured = s.configured_venv or s.venv
+    record.update({"airflow": pinned.airflow, "pinned_set": pinned.name, "installed_at": time.time(),
+                   "service_user": who.name, "venv": None if s.venv == configured else str(s.venv)})
+    pinned_sets.write_record(s.home, record)
+    printer.ok(f"installed in {s.home} (pinned set {pinned.name}: Airflow {pinned.airflow}) "
+               f"({time.monotonic() - started:.0f} s)")
+    return s
+
+
+KEEP_ON_UNINSTALL = ("postgres", "redis", "dags", "plugins", "data", "logs", "backups", "alerts", "secrets.env",
+                     "resource.toml")
+
+
+def uninstall(s: Settings, keep_data: bool) -> None:
+    if not s.home.exists():
+        raise AlreadySo(f"nothing installed in {s.home}")
+    check_home_owner(s)
+    for entry in sorted(s.home.iterdir()):
+        if keep_data and entry.name in KEEP_ON_UNINSTALL:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+    if not keep_data:
+        s.home.rmdir()
+    printer.ok(f"uninstalled {s.home}" + (" (kept: " + ", ".join(KEEP_ON_UNINSTALL) + ")" if keep_data else ""))
