@@ -27,9 +27,7 @@ class AirflowAPI:
 
     @classmethod
     def for_stack(cls, s: Settings) -> "AirflowAPI":
-        sec = secrets_mod.load(s.secrets_file)
-        if sec is None:
-            raise CommandError(f"not installed in {s.home}", "run ./cli.sh manage start")
+        sec = secrets_mod.require_installed(s)
         return cls(s.api_base, s.admin_user, sec.admin_password)
 
     def token(self) -> str:

@@ -94,7 +94,7 @@ def temporary_server(data_dir: Path, sec: Secrets, who: RunAs) -> Iterator[int]:
                 [str(pg_bindir() / "postgres"), "-D", str(data_dir), "-p", str(port), "-k", sock_dir,
                  "-c", "listen_addresses=127.0.0.1"],
                 stdout=log, stderr=subprocess.STDOUT, cwd=sock_dir, start_new_session=True,
-                user=who.uid if root else None, group=who.gid if root else None, extra_groups=[] if root else None,
+                **who.popen_kwargs(),
             )
         try:
             _wait_ready(proc, port, sec, log_path)

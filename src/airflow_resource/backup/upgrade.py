@@ -51,9 +51,7 @@ class Plan:
 
 
 def _require_installed(s: Settings) -> None:
-    if not installer.marker(s).exists() or secrets.load(s.secrets_file) is None:
-        raise CommandError(f"nothing installed in {s.home}",
-                           "install it first: `manage install` (`--pinned-set NAME` for another set), or `manage start`")
+    secrets.require_installed(s)
 
 
 def _require_embedded(s: Settings, what: str) -> None:

@@ -71,14 +71,12 @@ class StandaloneBench(Bench):
 
     def _launch(self) -> float:
         """Launch; seconds until the API answers and reports every component healthy."""
-        root = system.is_root()
         started = time.monotonic()
         log = (self.home / "standalone.log").open("wb")
         self.proc = subprocess.Popen(
             [str(self.venv / "bin" / "airflow"), "standalone"], env=self.env, cwd=self.home,
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            user=self.who.uid if root else None, group=self.who.gid if root else None,
-            extra_groups=[] if root else None)
+            **self.who.popen_kwargs())
         url = f"http://127.0.0.1:{self.port}/api/v2/monitor/health"
         session = requests.Session()
         session.trust_env = False

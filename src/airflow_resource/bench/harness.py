@@ -23,6 +23,8 @@ import psutil
 
 from airflow_resource import printer
 from airflow_resource.api import AirflowAPI
+from airflow_resource.config import settings
+from airflow_resource.stack import system
 
 POLL_S = 0.2
 # A big run is polled less often: the REST API's run view loads every task instance of the run to
@@ -32,8 +34,6 @@ WORKLOAD_POLL_S = 1.0
 RUN_TIMEOUT_S = 1800
 SCALE_TIMEOUT_S = 300
 FIRST_START = "first start (initdb, migration included) to healthy"
-PORT_SETTINGS = ("API_PORT", "POSTGRES_PORT", "REDIS_PORT", "FLOWER_PORT", "SCHEDULER_HEALTH_PORT",
-                 "METRICS_PORT", "STATSD_PORT")
 
 ONE_TASK = '''
 import pendulum
@@ -126,23 +126,12 @@ class Result:
         printer.ok(f"{key}: {value} {unit}" + (f"  (goal {goal})" if goal else ""))
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def _env(home: Path, venv: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("APACHE_AIRFLOW_")}
     env.update({"APACHE_AIRFLOW_HOME": str(home), "APACHE_AIRFLOW_VENV": venv})
-    for name in PORT_SETTINGS:
-        env[f"APACHE_AIRFLOW_{name}"] = str(_free_port())
-    base = _free_port()
-    while base + 2 > 65535:
-        base = _free_port()
-    env["APACHE_AIRFLOW_LOG_SERVER_PORT"] = str(base)
+    for setting in settings.PORT_SETTINGS:  # log_server_port: the first of a block (triggerer, worker)
+        env[setting.env] = str(system.free_port_block(2) if setting.name == "log_server_port" else system.free_port())
     return env
 
 
@@ -208,14 +197,12 @@ class Bench:
         self._api: AirflowAPI | None = None
 
     def processes(self) -> list[psutil.Process]:
-        from airflow_resource.config import settings
         from airflow_resource.stack import lifecycle as stack
 
         return stack.stack_processes(settings.resolve({"home": str(self.home)}, environ=self.env))
 
     def groups(self) -> dict[str, list[psutil.Process]]:
         """The processes by component, for CPU by component."""
-        from airflow_resource.config import settings
         from airflow_resource.stack import lifecycle as stack
 
         return stack.component_processes(settings.resolve({"home": str(self.home)}, environ=self.env))
@@ -229,8 +216,6 @@ class Bench:
     @property
     def api(self) -> AirflowAPI:
         if self._api is None:
-            from airflow_resource.config import settings
-
             self._api = AirflowAPI.for_stack(settings.resolve({"home": str(self.home)}, environ=self.env))
         return self._api
 
@@ -318,7 +303,6 @@ class Bench:
     def scale_up(self) -> None:
         """One more worker while a fan-out keeps the queue full: seconds from `manage scale` to the new
         worker running a task (its log says 'Executing workload' when Celery hands it one)."""
-        from airflow_resource.config import settings
 
         s = settings.resolve({"home": str(self.home)}, environ=self.env)
         name = f"worker-{s.workers + 1}"
@@ -458,11 +442,10 @@ def run(quick: bool, output: Path | None, keep: bool = False, baseline: bool = F
 def _baseline(venv: Path, sizes: Sizes, keep: bool, quick: bool) -> dict[str, Any]:
     """The workloads that apply to `airflow standalone`, from the same venv, after the resource's stack
     has stopped (never both at once on the machine)."""
-    from airflow_resource.config import settings
     from airflow_resource.bench.baseline import StandaloneBench
 
     printer.step("baseline: the same workloads against `airflow standalone` (SQLite, LocalExecutor)")
-    sb = StandaloneBench(venv, settings.resolve({}).service_user, [_free_port() for _ in range(3)], sizes)
+    sb = StandaloneBench(venv, settings.resolve({}).service_user, [system.free_port() for _ in range(3)], sizes)
     if quick:
         sb.run_timeout_s = 60
     try:

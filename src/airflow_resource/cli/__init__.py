@@ -412,9 +412,7 @@ def _backup_create(args: argparse.Namespace, s: Any) -> int:
     if not running and stack.stack_processes(s):
         raise CommandError(f"the stack in {s.home} is partly running (supervisord is gone, components are not)",
                            "run `manage stop` first, then back up the stopped stack")
-    sec = secrets.load(s.secrets_file)
-    if sec is None:
-        raise CommandError(f"nothing installed in {s.home}: nothing to back up", "`manage start` installs and starts it")
+    sec = secrets.require_installed(s)
     passphrase = None
     if not args.no_secrets:
         passphrase = archive.read_passphrase(_path(args.passphrase_file), configured=s.backup_passphrase_file)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Mapping
 
 from airflow_resource.errors import CommandError
+from airflow_resource.config.pinned_sets import HOME_RECORD
 from airflow_resource.config.settings import ENV_PREFIX
 
 SECRET_FILE_MODE = 0o600
@@ -102,6 +103,17 @@ def write_private(path: Path, text: str, uid: int | None = None, gid: int | None
     finally:
         os.close(fd)
     os.replace(tmp, path)
+
+
+def require_installed(s: Any) -> Secrets:
+    """The one "is it installed?" check of every command that needs an installed home: its secrets, or
+    exit 1 naming the command that installs it. (`s` is the resolved Settings.)"""
+    sec = load(s.secrets_file)
+    if sec is None or not (s.home / HOME_RECORD).exists():
+        raise CommandError(f"nothing installed in {s.home}",
+                           "install and start it: `./cli.sh manage start` (`manage install --pinned-set NAME` "
+                           "for another pinned set)")
+    return sec
 
 
 def load(path: Path, environ: Mapping[str, str] | None = None) -> Secrets | None:

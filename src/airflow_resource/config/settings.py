@@ -67,6 +67,7 @@ def _default_worker_memory(_: Mapping[str, Any]) -> int:
 
 
 PORT = dict(minimum=1, maximum=65535)
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")  # bind addresses that mean every address
 # supervisord's ini reads '%' as interpolation and ';'/'#' as comments; quotes break its env parser.
 UNSAFE_PATH_CHARS = set("%;#'\"\\")
 
@@ -115,6 +116,8 @@ SETTINGS: tuple[Setting, ...] = (
             "DAG run misses its deadline (empty: no alerts). Environment or config file only.", secret=True),
 )
 BY_NAME = {s.name: s for s in SETTINGS}
+# Every TCP/UDP port the stack listens on has one of these (log_server_port: the first of a block).
+PORT_SETTINGS = tuple(s for s in SETTINGS if s.name.endswith("_port"))
 
 
 @dataclass(frozen=True)
@@ -236,8 +239,13 @@ class Settings:
         return not self.redis_url
 
     @property
+    def api_local_host(self) -> str:
+        """Where a client on this machine reaches the api-server: loopback when it listens on every address."""
+        return "127.0.0.1" if self.api_host in WILDCARD_HOSTS else self.api_host
+
+    @property
     def api_url(self) -> str:
-        host = "127.0.0.1" if self.api_host in ("0.0.0.0", "::", "") else self.api_host
+        host = self.api_local_host
         if ":" in host:
             host = f"[{host}]"  # IPv6 literal
         return f"http://{host}:{self.api_port}"

@@ -6,6 +6,7 @@ import os
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from airflow_resource.config import airflow_config
 from airflow_resource.in_airflow import alerts
@@ -28,6 +29,7 @@ class Component:
     probe: Probe
     priority: int
     port: int | None = None
+    port_setting: str | None = None  # the setting that moves `port` (named in "port in use" errors)
     env: dict[str, str] = field(default_factory=dict)
     stop_signal: str = "TERM"
     stop_timeout: int = SERVER_STOP_TIMEOUT_S
@@ -49,17 +51,22 @@ def build(s: Settings, sec: Secrets, pg_bindir: str = "", redis_server: str = ""
     """Every component of the stack, in start order."""
     airflow = str(s.venv / "bin" / "airflow")
     comps: list[Component] = []
+
+    def at(setting: str, offset: int = 0) -> dict[str, Any]:
+        """A component's port and the setting it comes from."""
+        return {"port": getattr(s, setting) + offset, "port_setting": setting}
+
     if s.embedded_postgres:
         comps.append(Component(
             "postgres", (f"{pg_bindir}/postgres", "-D", str(s.postgres_dir)),
             # Superuser login: ready before the airflow role exists (first start creates it).
             Probe("postgres", datastores.superuser_dsn(s, sec)),
-            DATA, s.postgres_port, stop_signal="INT", airflow=False,  # INT = fast shutdown, consistent
+            DATA, **at("postgres_port"), stop_signal="INT", airflow=False,  # INT = fast shutdown, consistent
         ))
     if s.embedded_redis:
         comps.append(Component(
             "redis", (redis_server or "redis-server", str(s.redis_dir / "redis.conf")),
-            Probe("redis", airflow_config.redis_url(s, sec)), DATA, s.redis_port, airflow=False,
+            Probe("redis", airflow_config.redis_url(s, sec)), DATA, **at("redis_port"), airflow=False,
         ))
     # Prometheus exporter of Airflow's statsd: up with the data stores, so no early metric is lost.
     comps.append(Component(
@@ -68,24 +75,24 @@ def build(s: Settings, sec: Secrets, pg_bindir: str = "", redis_server: str = ""
          "--statsd.listen-udp", f"127.0.0.1:{s.statsd_port}",
          "--web.listen-address", f"127.0.0.1:{s.metrics_port}",
          "--statsd.mapping-config", str(metrics.MAPPING_FILE)),
-        Probe("http", f"http://127.0.0.1:{s.metrics_port}/metrics"), DATA, s.metrics_port, airflow=False,
+        Probe("http", f"http://127.0.0.1:{s.metrics_port}/metrics"), DATA, **at("metrics_port"), airflow=False,
         env={metrics.BROKER_ENV: airflow_config.redis_url(s, sec)},
     ))
     comps += [
         # The disk guard's middleware (disk_plugin.py) reads where to look and its threshold here.
-        Component("api-server", (airflow, "api-server"), Probe("api"), API, s.api_port, env=disk_env(s)),
+        Component("api-server", (airflow, "api-server"), Probe("api"), API, **at("api_port"), env=disk_env(s)),
         Component("scheduler", (airflow, "scheduler"),
-                  Probe("http", f"http://127.0.0.1:{s.scheduler_health_port}/health"), CORE, s.scheduler_health_port),
+                  Probe("http", f"http://127.0.0.1:{s.scheduler_health_port}/health"), CORE, **at("scheduler_health_port")),
         Component("dag-processor", (airflow, "dag-processor"), Probe("health_key", "dag_processor"), CORE),
-        Component("triggerer", (airflow, "triggerer"), Probe("health_key", "triggerer"), CORE, s.log_server_port),
+        Component("triggerer", (airflow, "triggerer"), Probe("health_key", "triggerer"), CORE, **at("log_server_port")),
     ]
     for i in range(1, s.workers + 1):
-        log_port = s.log_server_port + i
+        log_port = at("log_server_port", i)
         comps.append(Component(
             f"{WORKER_PREFIX}{i}",
             (airflow, "celery", "worker", "--celery-hostname", worker_hostname(i)),
-            Probe("celery", worker_hostname(i)), CORE, log_port,
-            env={"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(log_port)},
+            Probe("celery", worker_hostname(i)), CORE, **log_port,
+            env={"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(log_port["port"])},
             stop_timeout=s.stop_grace_seconds,  # Celery's warm shutdown lets running tasks finish
         ))
     if s.backup_interval_minutes:
@@ -97,7 +104,7 @@ def build(s: Settings, sec: Secrets, pg_bindir: str = "", redis_server: str = ""
     comps.append(Component(
         "flower", (airflow, "celery", "flower"),
         Probe("http", f"http://127.0.0.1:{s.flower_port}/healthcheck", sec.flower_password, s.admin_user),
-        EDGE, s.flower_port,
+        EDGE, **at("flower_port"),
     ))
     # Alert delivery, log retention and the disk-full hold of the pools (housekeeper.py). The webhook URL
     # may hold a token and the admin password is one: env file only.

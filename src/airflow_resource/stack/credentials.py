@@ -8,7 +8,7 @@ from airflow_resource import RESOURCE_NAME, printer
 from airflow_resource.config import airflow_config
 from airflow_resource.stack import lifecycle as stack
 from airflow_resource.config import secrets as secrets_mod
-from airflow_resource.errors import AlreadySo
+from airflow_resource.errors import AlreadySo, CommandError
 from airflow_resource.config.settings import Settings
 
 
@@ -16,7 +16,7 @@ def connections(s: Settings, sec: secrets_mod.Secrets, show: bool) -> list[dict[
     def pw(value: str) -> str:
         return value if show else secrets_mod.mask(value)
 
-    api_host = "127.0.0.1" if s.api_host in ("0.0.0.0", "::") else s.api_host
+    api_host = s.api_local_host
     conns = [
         {"id": "api", "name": "Airflow UI and REST API (admin)",
          "connection": {"host": api_host, "port": s.api_port, "protocol": "http", "url": s.base_url or s.api_url,
@@ -62,9 +62,10 @@ def _mask_url(url: str, show: bool) -> str:
 
 
 def show(s: Settings, fmt: str, show_secrets: bool) -> int:
-    sec = secrets_mod.load(s.secrets_file)
-    if sec is None:
-        raise AlreadySo(f"no credentials: not installed in {s.home}", "run ./cli.sh manage start")
+    try:
+        sec = secrets_mod.require_installed(s)
+    except CommandError as exc:  # the contract: exit 2 when no credentials are configured
+        raise AlreadySo(f"no credentials: {exc.message}", exc.hint) from None
     state = "running" if stack.is_running(s) else "stopped"
     data = {"resource": RESOURCE_NAME, "status": state, "connections": connections(s, sec, show_secrets)}
     if fmt == "json":

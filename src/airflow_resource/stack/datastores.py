@@ -93,8 +93,7 @@ def initdb(s: Settings, sec: Secrets, who: RunAs, pg_bindir: Path) -> None:
         proc = subprocess.run(
             [str(pg_bindir / "initdb"), "-D", str(s.postgres_dir), "--auth=scram-sha-256",
              f"--username={PG_SUPERUSER}", f"--pwfile={pwfile}", "--encoding=UTF8", "--locale=C.UTF-8"],
-            user=who.uid if os.geteuid() == 0 else None, group=who.gid if os.geteuid() == 0 else None,
-            extra_groups=[] if os.geteuid() == 0 else None,
+            **who.popen_kwargs(),
             capture_output=True, text=True, cwd=tmp,
         )
     if proc.returncode != 0:

@@ -34,6 +34,7 @@ from airflow_resource.stack.components import Component
 from airflow_resource.errors import AlreadySo, CommandError
 from airflow_resource.stack.probes import ProbeContext
 from airflow_resource.config.secrets import Secrets
+from airflow_resource.config import settings as settings_mod
 from airflow_resource.config.settings import EFFECTIVE_FILE, Settings
 
 MARKER_ENV = launch.HOME_ENV  # every process of a stack carries it: how stop finds leftovers
@@ -58,10 +59,7 @@ class Stack:
 
     @classmethod
     def load(cls, s: Settings) -> "Stack":
-        sec = secrets_mod.load(s.secrets_file)
-        if sec is None:
-            raise CommandError(f"not installed in {s.home} (no {s.secrets_file.name})",
-                               "run `resource-apache-airflow manage install` or `manage start`")
+        sec = secrets_mod.require_installed(s)
         pg = system.pg_bindir() if s.embedded_postgres else None
         redis = system.redis_server() if s.embedded_redis else None
         comps = components.build(s, sec, str(pg or ""), str(redis or ""))
@@ -94,12 +92,10 @@ class Stack:
     def run_airflow(self, args: list[str], timeout: float, extra_env: dict[str, str] | None = None,
                     stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         """A one-off Airflow command as the service user, with the stack's environment."""
-        root = system.is_root()
         env = {**self.env(), **(extra_env or {})}
         return subprocess.run(
             args, env=env, cwd=self.s.airflow_home, input=stdin, capture_output=True, text=True, timeout=timeout,
-            user=self.who.uid if root else None, group=self.who.gid if root else None,
-            extra_groups=[] if root else None,
+            **self.who.popen_kwargs(),
         )
 
 
@@ -112,12 +108,9 @@ def is_running(s: Settings) -> bool:
 def check_ports(comps: list[Component]) -> None:
     for c in comps:
         if c.port and system.port_in_use(c.port):
-            setting = {"api-server": "API_PORT", "postgres": "POSTGRES_PORT", "redis": "REDIS_PORT",
-                       "flower": "FLOWER_PORT", "scheduler": "SCHEDULER_HEALTH_PORT",
-                       "metrics": "METRICS_PORT"}.get(c.name, "LOG_SERVER_PORT")
             raise CommandError(
                 f"port {c.port} for {c.name} is in use by {system.who_listens(c.port)}",
-                f"stop that process, or choose another port: APACHE_AIRFLOW_{setting}=<port>",
+                f"stop that process, or choose another port: {settings_mod.BY_NAME[c.port_setting].env}=<port>",
             )
 
 
@@ -224,7 +217,7 @@ def wait_ready(st: Stack, comps: list[Component], deadline: float, label: str) -
             infos = {i["name"]: i for i in st.rpc().getAllProcessInfo()}
             for name in list(pending):
                 state = infos.get(name, {}).get("statename")
-                if state in ("FATAL", "EXITED", "STOPPED"):
+                if state in supervisor.NOT_STARTED:
                     raise CommandError(
                         f"{name} failed to start ({state}): {last_error(st.s, name) or infos[name].get('spawnerr')}",
                         f"read its log: resource-apache-airflow logs {name} --tail 100",
@@ -234,7 +227,7 @@ def wait_ready(st: Stack, comps: list[Component], deadline: float, label: str) -
                 results = dict(zip(pending, pool.map(lambda c: _probe(c, ctx, infos), pending.values())))
             for name, (ok, _detail) in results.items():
                 # STARTING counts once the probe passes: startsecs is a crash guard, not readiness.
-                if ok and infos.get(name, {}).get("statename") in ("STARTING", "RUNNING"):
+                if ok and infos.get(name, {}).get("statename") in supervisor.UP:
                     printer.ok(f"{name} ready ({time.monotonic() - started:.1f} s)")
                     del pending[name]
             if not pending:
@@ -404,7 +397,7 @@ def start(s: Settings, timeout: float, wait: bool = True) -> Stack:
     return st
 
 
-GIVEN_UP = ("FATAL", "EXITED")  # supervisord stopped restarting them (too many quick crashes), or they exited
+GIVEN_UP = supervisor.GIVEN_UP
 
 
 def revive(s: Settings, timeout: float) -> None:
@@ -459,7 +452,7 @@ def scale(s: Settings, workers: int, timeout: float) -> None:
 
 def _wait_stopped(st: Stack, c: Component, deadline: float) -> None:
     while time.monotonic() < deadline:
-        if st.rpc().getProcessInfo(c.name)["statename"] in ("STOPPED", "EXITED", "FATAL"):
+        if st.rpc().getProcessInfo(c.name)["statename"] in supervisor.STOPPED:
             return
         time.sleep(POLL_S)
     raise CommandError(f"{c.name} did not stop in time", f"read its log: resource-apache-airflow logs {c.name}")
@@ -554,7 +547,7 @@ def stop_in_order(s: Settings, deadline: float) -> None:
                     raise
         while time.monotonic() < deadline:
             states = [i["statename"] for i in rpc.getAllProcessInfo() if i["name"] in names]
-            if all(state in ("STOPPED", "EXITED", "FATAL", "BACKOFF") for state in states):
+            if all(state in supervisor.STOPPED_OR_WAITING for state in states):
                 break
             time.sleep(0.1)
 
@@ -662,13 +655,13 @@ def status(s: Settings, verbose: bool = False) -> dict[str, Any]:
 
             pipelines = pool.submit(activity.read, s, st.sec)
         probes = list(pool.map(lambda c: _probe(c, ctx, infos)
-                               if infos.get(c.name, {}).get("statename") == "RUNNING" else (False, "not running"),
+                               if infos.get(c.name, {}).get("statename") == supervisor.RUNNING else (False, "not running"),
                                st.comps))
         if verbose:
             report["pipelines"] = pipelines.result()
     for c, (ok, detail) in zip(st.comps, probes):
         info = infos.get(c.name, {})
-        running = info.get("statename") == "RUNNING"
+        running = info.get("statename") == supervisor.RUNNING
         entry = {
             "name": c.name,
             "state": info.get("statename", "UNKNOWN"),

@@ -21,6 +21,14 @@ LOG_MAX_BYTES = "20MB"
 LOG_BACKUPS = 5
 RPC_TIMEOUT_S = 5.0
 
+# supervisord's process states (supervisor/states.py), in the sets the stack asks about.
+RUNNING = "RUNNING"
+UP = frozenset({"STARTING", RUNNING})               # started (STARTING counts once its probe passes)
+GIVEN_UP = frozenset({"FATAL", "EXITED"})           # no more restarts: too many quick crashes, or it exited
+NOT_STARTED = GIVEN_UP | {"STOPPED"}                # while waiting for a start: it will not come up by itself
+STOPPED = NOT_STARTED                               # nothing left running under this name
+STOPPED_OR_WAITING = STOPPED | {"BACKOFF"}          # during a stop: BACKOFF is a crash-restart delay, no process
+
 
 def quote_env_value(value: str) -> str:
     """A value for supervisord's environment=: non-POSIX shlex (no escapes inside quotes), %-interpolated,
@@ -154,7 +162,7 @@ def is_up(socket_path: Path) -> bool:
     if not socket_path.exists():
         return False
     try:
-        return client(socket_path, timeout=2).supervisor.getState()["statename"] == "RUNNING"
+        return client(socket_path, timeout=2).supervisor.getState()["statename"] == RUNNING
     except (OSError, xmlrpc.client.Error):
         return False
 

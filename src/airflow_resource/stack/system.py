@@ -10,6 +10,7 @@ import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from airflow_resource import printer
 from airflow_resource.errors import CommandError
@@ -31,6 +32,13 @@ class RunAs:
     @property
     def is_caller(self) -> bool:
         return self.uid == os.geteuid()
+
+    def popen_kwargs(self) -> dict[str, Any]:
+        """subprocess arguments that run a child as this account: only root switches users (and drops
+        root's supplementary groups); anyone else runs the child as themselves."""
+        if not is_root() or self.is_caller:
+            return {}
+        return {"user": self.uid, "group": self.gid, "extra_groups": []}
 
 
 def is_root() -> bool:
@@ -147,6 +155,15 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
+
+
+def free_port_block(n: int, host: str = "127.0.0.1") -> int:
+    """The first of n consecutive free ports (the log servers: the triggerer, then one per worker)."""
+    for _ in range(100):
+        base = free_port(host)
+        if base + n < 65535 and not any(port_in_use(base + i, host) for i in range(n)):
+            return base
+    raise CommandError(f"no block of {n} free ports on {host}", "free some ports, then try again")
 
 
 def who_listens(port: int) -> str:
