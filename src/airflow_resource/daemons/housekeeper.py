@@ -24,6 +24,7 @@ from pathlib import Path
 
 from airflow_resource.in_airflow import alerts
 from airflow_resource.in_airflow import diskspace
+from airflow_resource.daemons import alert_delivery
 from airflow_resource.daemons import pool_hold
 from airflow_resource.daemons import retention
 from airflow_resource.config.secrets import Secrets
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    _log(f"housekeeper: alerts {'to ' + alerts.redact(url) if url else 'off (no webhook URL)'}; "
+    _log(f"housekeeper: alerts {'to ' + alert_delivery.redact(url) if url else 'off (no webhook URL)'}; "
          f"log retention {args.retention_days} day(s)" + (" (keep forever)" if args.retention_days <= 0 else ""))
     guard = DiskGuard(args.api_url, args.admin_user)
     next_cleanup = next_beat = next_disk = 0.0
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             next_disk = now + DISK_CHECK_S
         if url:
             try:
-                alerts.deliver_due(spool, url, args.ui_url, task_logs, log=_log)
+                alert_delivery.deliver_due(spool, url, args.ui_url, task_logs, log=_log)
             except Exception as exc:  # noqa: BLE001 - one bad pass must not stop the loop
                 _log(f"ERROR delivering alerts: {type(exc).__name__}: {exc}")
         if now >= next_cleanup and args.retention_days > 0:
