@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from airflow_resource.in_airflow import alerts
+from airflow_resource.daemons import alert_delivery
 from airflow_resource.stack import probes
 from airflow_resource.logs import tasklogs
 from airflow_resource.stack.probes import Probe
@@ -58,7 +59,7 @@ def receiver(request):
 def spool_aged(spool: Path, record: dict) -> Path:
     path = alerts.spool(record, str(spool))
     entry = json.loads(path.read_text())
-    entry["spooled_at"] -= alerts.SETTLE_S + 1
+    entry["spooled_at"] -= alert_delivery.SETTLE_S + 1
     path.write_text(json.dumps(entry))
     return path
 
@@ -92,9 +93,9 @@ def test_deadline_callback_spools_the_run(tmp_path, monkeypatch):
 
 
 def test_ui_links():
-    assert alerts.ui_link(UI + "/", TASK) == f"{UI}/dags/etl/runs/manual__2026-11-25T10%3A00%3A00%2B00%3A00/tasks/load?try_number=2"
-    assert alerts.ui_link(UI, {**TASK, "map_index": 0}).endswith("/tasks/load/mapped/0?try_number=2")
-    assert alerts.ui_link(UI, {"dag_id": "etl", "run_id": "r1"}) == f"{UI}/dags/etl/runs/r1"
+    assert alert_delivery.ui_link(UI + "/", TASK) == f"{UI}/dags/etl/runs/manual__2026-11-25T10%3A00%3A00%2B00%3A00/tasks/load?try_number=2"
+    assert alert_delivery.ui_link(UI, {**TASK, "map_index": 0}).endswith("/tasks/load/mapped/0?try_number=2")
+    assert alert_delivery.ui_link(UI, {"dag_id": "etl", "run_id": "r1"}) == f"{UI}/dags/etl/runs/r1"
 
 
 def test_payload_carries_the_log_excerpt_rendered(tmp_path):
@@ -102,16 +103,16 @@ def test_payload_carries_the_log_excerpt_rendered(tmp_path):
     log.parent.mkdir(parents=True)
     lines = [json.dumps({"timestamp": "2026-11-25T10:00:0%dZ" % i, "level": "info", "event": f"line {i}"}) for i in range(5)]
     log.write_text("\n".join(lines) + "\n")
-    body = alerts.payload(TASK, UI, tmp_path)
+    body = alert_delivery.payload(TASK, UI, tmp_path)
     assert body["log_excerpt"].splitlines() == [f"2026-11-25T10:00:0{i}Z info line {i}" for i in range(5)]
     assert body["log_file"] == str(log)
     assert body["text"] == f"Airflow task failed: etl.load, run {RUN}, try 2: ValueError: boom"
     assert body["resource"] == "apache-airflow" and body["ui_url"].startswith(UI)
-    assert alerts.payload({**TASK, "try_number": 9}, UI, tmp_path)["log_excerpt"] == ""  # not on this machine
+    assert alert_delivery.payload({**TASK, "try_number": 9}, UI, tmp_path)["log_excerpt"] == ""  # not on this machine
 
 
 def test_redact_keeps_no_path_or_query():
-    assert alerts.redact("https://hooks.example.com:8443/services/T0/B1/secret?token=x") == "https://hooks.example.com:8443/…"
+    assert alert_delivery.redact("https://hooks.example.com:8443/services/T0/B1/secret?token=x") == "https://hooks.example.com:8443/…"
 
 
 @pytest.mark.parametrize("receiver", [[500, 503]], indirect=True)
@@ -119,12 +120,12 @@ def test_delivery_retries_with_backoff_until_delivered(tmp_path, receiver):
     path = spool_aged(tmp_path, TASK)
     logs: list[str] = []
     now = time.time()
-    assert alerts.deliver_due(tmp_path, receiver.url, UI, tmp_path, logs.append, now=now) == 0
-    assert json.loads(path.read_text())["next_try"] == pytest.approx(now + alerts.backoff(1))
-    assert alerts.deliver_due(tmp_path, receiver.url, UI, tmp_path, logs.append, now=now) == 0  # not due yet
+    assert alert_delivery.deliver_due(tmp_path, receiver.url, UI, tmp_path, logs.append, now=now) == 0
+    assert json.loads(path.read_text())["next_try"] == pytest.approx(now + alert_delivery.backoff(1))
+    assert alert_delivery.deliver_due(tmp_path, receiver.url, UI, tmp_path, logs.append, now=now) == 0  # not due yet
     assert len(receiver.bodies) == 1
-    assert alerts.deliver_due(tmp_path, receiver.url, UI, tmp_path, logs.append, now=now + 1.5) == 0
-    assert alerts.deliver_due(tmp_path, receiver.url, UI, tmp_path, logs.append, now=now + 10) == 1
+    assert alert_delivery.deliver_due(tmp_path, receiver.url, UI, tmp_path, logs.append, now=now + 1.5) == 0
+    assert alert_delivery.deliver_due(tmp_path, receiver.url, UI, tmp_path, logs.append, now=now + 10) == 1
     assert len(receiver.bodies) == 3 and receiver.bodies[0] == receiver.bodies[2]
     sent = json.loads((tmp_path / alerts.SENT / path.name).read_text())
     assert sent["attempts"] == 3 and sent["last_result"] == "HTTP 200" and not path.exists()
@@ -134,7 +135,7 @@ def test_delivery_retries_with_backoff_until_delivered(tmp_path, receiver):
 @pytest.mark.parametrize("receiver", [[400]], indirect=True)
 def test_a_refused_payload_is_not_retried_and_kept(tmp_path, receiver):
     path = spool_aged(tmp_path, TASK)
-    alerts.deliver_due(tmp_path, receiver.url, UI, tmp_path, lambda m: None)
+    alert_delivery.deliver_due(tmp_path, receiver.url, UI, tmp_path, lambda m: None)
     assert (tmp_path / alerts.FAILED / path.name).exists() and len(receiver.bodies) == 1
 
 
@@ -145,20 +146,20 @@ def test_an_unreachable_receiver_is_retried_then_given_up(tmp_path):
         s.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{s.getsockname()[1]}/"  # nothing listens once closed
     path = spool_aged(tmp_path, TASK)
-    alerts.deliver_due(tmp_path, url, UI, tmp_path, lambda m: None)
+    alert_delivery.deliver_due(tmp_path, url, UI, tmp_path, lambda m: None)
     assert path.exists() and json.loads(path.read_text())["attempts"] == 1
-    alerts.deliver_due(tmp_path, url, UI, tmp_path, lambda m: None, now=time.time() + alerts.GIVE_UP_S + 10)
+    alert_delivery.deliver_due(tmp_path, url, UI, tmp_path, lambda m: None, now=time.time() + alert_delivery.GIVE_UP_S + 10)
     assert (tmp_path / alerts.FAILED / path.name).exists()
 
 
 def test_backoff_grows_and_is_capped():
-    assert [alerts.backoff(n) for n in (1, 2, 3, 4)] == [1.0, 2.0, 4.0, 8.0]
-    assert alerts.backoff(30) == alerts.MAX_RETRY_S
+    assert [alert_delivery.backoff(n) for n in (1, 2, 3, 4)] == [1.0, 2.0, 4.0, 8.0]
+    assert alert_delivery.backoff(30) == alert_delivery.MAX_RETRY_S
 
 
 def test_a_record_still_settling_waits(tmp_path, receiver):
     alerts.spool(TASK, str(tmp_path))
-    assert alerts.deliver_due(tmp_path, receiver.url, UI, tmp_path, lambda m: None) == 0 and receiver.bodies == []
+    assert alert_delivery.deliver_due(tmp_path, receiver.url, UI, tmp_path, lambda m: None) == 0 and receiver.bodies == []
 
 
 def test_heartbeat_file_probe(tmp_path):

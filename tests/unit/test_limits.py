@@ -17,6 +17,8 @@ import pytest
 
 from airflow_resource.stack import components
 from airflow_resource.in_airflow import diskspace
+from airflow_resource.stack import disk
+from airflow_resource.daemons import pool_hold
 from airflow_resource.daemons import housekeeper
 from airflow_resource.standalone import launch
 from airflow_resource.stack import memlimit
@@ -64,7 +66,7 @@ def test_report_names_the_worst_level_and_what_to_do(make_settings, monkeypatch)
     s = make_settings(disk_warn_percent=10, disk_critical_mb=100)
     monkeypatch.setattr(diskspace, "measure", lambda paths: [FileSystem(("/big",), 10_000, 5_000),
                                                              FileSystem((str(s.home),), 1_000, 50)])
-    r = diskspace.report(s)
+    r = disk.report(s)
     assert r["level"] == CRITICAL
     assert [fs["level"] for fs in r["filesystems"]] == [OK, CRITICAL]
     assert r["filesystems"][1]["free_percent"] == 5.0
@@ -74,14 +76,14 @@ def test_report_names_the_worst_level_and_what_to_do(make_settings, monkeypatch)
 
 def test_report_on_plenty_of_space_has_no_advice(make_settings, monkeypatch):
     monkeypatch.setattr(diskspace, "measure", lambda paths: [FileSystem(("/h",), 10_000, 5_000)])
-    r = diskspace.report(make_settings())
+    r = disk.report(make_settings())
     assert r["level"] == OK and "advice" not in r
 
 
 def test_watched_paths_leave_out_servers_the_stack_does_not_run(make_settings):
     s = make_settings(postgres_url="postgresql://u:p@db/x", redis_url="redis://cache:6379/0")
-    assert s.postgres_dir not in diskspace.watched_paths(s)
-    assert s.postgres_dir in diskspace.watched_paths(make_settings())
+    assert s.postgres_dir not in disk.watched_paths(s)
+    assert s.postgres_dir in disk.watched_paths(make_settings())
 
 
 def test_critical_is_off_at_zero(tmp_path):
@@ -145,23 +147,23 @@ class FakePoolsAPI:
 def test_hold_then_release_gives_every_pool_its_slots_back():
     api = FakePoolsAPI([{"name": "default_pool", "slots": 128}, {"name": "db pool", "slots": 3},
                         {"name": "closed", "slots": 0}])
-    assert diskspace.hold_pools(api) == 2
+    assert pool_hold.hold_pools(api) == 2
     assert {p["slots"] for p in api.pools.values()} == {0}
-    assert json.loads(api.variables[diskspace.HOLD_VARIABLE]["value"]) == {"default_pool": 128, "db pool": 3}
-    assert diskspace.hold_pools(api) == 0  # held pools are not held twice (their slots stay known)
+    assert json.loads(api.variables[pool_hold.HOLD_VARIABLE]["value"]) == {"default_pool": 128, "db pool": 3}
+    assert pool_hold.hold_pools(api) == 0  # held pools are not held twice (their slots stay known)
     api.pools["db pool"]["slots"] = 5      # changed by hand meanwhile: kept
-    assert diskspace.release_pools(api) == 1
+    assert pool_hold.release_pools(api) == 1
     assert {n: p["slots"] for n, p in api.pools.items()} == {"default_pool": 128, "db pool": 5, "closed": 0}
     assert api.variables == {}
-    assert diskspace.release_pools(api) == 0
+    assert pool_hold.release_pools(api) == 0
 
 
 def test_a_pool_added_during_a_hold_is_held_too_and_released():
     api = FakePoolsAPI([{"name": "default_pool", "slots": 8}])
-    diskspace.hold_pools(api)
+    pool_hold.hold_pools(api)
     api.pools["late"] = {"name": "late", "slots": 2}
-    assert diskspace.hold_pools(api) == 1
-    assert diskspace.release_pools(api) == 2
+    assert pool_hold.hold_pools(api) == 1
+    assert pool_hold.release_pools(api) == 2
     assert {n: p["slots"] for n, p in api.pools.items()} == {"default_pool": 8, "late": 2}
 
 
@@ -172,8 +174,8 @@ def test_housekeeper_guard_holds_while_critical_and_releases_once_space_is_back(
     low = FileSystem((str(tmp_path),), 1000, 10)
     state = {"fs": low}
     monkeypatch.setattr(diskspace, "critical", lambda paths, mb: state["fs"])
-    monkeypatch.setattr(diskspace, "hold_pools", lambda api: calls.append("hold") or 1)
-    monkeypatch.setattr(diskspace, "release_pools", lambda api: calls.append("release") or 1)
+    monkeypatch.setattr(pool_hold, "hold_pools", lambda api: calls.append("hold") or 1)
+    monkeypatch.setattr(pool_hold, "release_pools", lambda api: calls.append("release") or 1)
     guard = housekeeper.DiskGuard("http://127.0.0.1:1", "admin")
     guard.check()
     guard.check()
@@ -195,7 +197,7 @@ def test_housekeeper_guard_retries_when_the_api_refuses(monkeypatch, tmp_path):
             raise OSError("connection refused")
         return 0
 
-    monkeypatch.setattr(diskspace, "release_pools", release)
+    monkeypatch.setattr(pool_hold, "release_pools", release)
     guard = housekeeper.DiskGuard("http://127.0.0.1:1", "admin")
     guard.check()
     guard.check()

@@ -8,7 +8,7 @@ Supervised like every component (restarted on a crash; its own log in logs/compo
 The webhook URL and the admin password come from the environment (APACHE_AIRFLOW_ALERT_WEBHOOK_URL,
 APACHE_AIRFLOW_ADMIN_PASSWORD, in the component's 0600 env file), never from the command line. Each pass:
 deliver the alerts that are due (every POLL_S), check the free disk space (every DISK_CHECK_S: below
-APACHE_AIRFLOW_DISK_CRITICAL_MB the pools are held at 0 slots, see diskspace.py), run the retention
+APACHE_AIRFLOW_DISK_CRITICAL_MB the pools are held at 0 slots, see pool_hold.py), run the retention
 cleanup at start and every retention.CLEANUP_INTERVAL_S, and touch the heartbeat file that the status
 probe reads.
 """
@@ -24,6 +24,8 @@ from pathlib import Path
 
 from airflow_resource.in_airflow import alerts
 from airflow_resource.in_airflow import diskspace
+from airflow_resource.daemons import alert_delivery
+from airflow_resource.daemons import pool_hold
 from airflow_resource.daemons import retention
 from airflow_resource.config.secrets import Secrets
 
@@ -39,7 +41,7 @@ def _log(message: str) -> None:
 
 class DiskGuard:
     """Below the critical free space, hold every pool at 0 slots (no new task starts); above it again,
-    give the pools their slots back (diskspace.py). The wanted state is re-applied until the REST API
+    give the pools their slots back (pool_hold.py). The wanted state is re-applied until the REST API
     accepts it, and the first check releases a hold an earlier housekeeper left behind."""
 
     def __init__(self, api_url: str, admin_user: str) -> None:
@@ -60,11 +62,11 @@ class DiskGuard:
         try:
             api = AirflowAPI(self.api_url, self.admin_user, os.environ.get(ADMIN_PASSWORD_ENV, ""), timeout=10)
             if hold:
-                n = diskspace.hold_pools(api)
+                n = pool_hold.hold_pools(api)
                 if n or not self.applied:
                     _log(f"WARNING {diskspace.refusal(fs, self.critical_mb)} Pools held at 0 slots: {n}")
             else:
-                n = diskspace.release_pools(api)
+                n = pool_hold.release_pools(api)
                 if n or self.applied:
                     _log(f"disk space is above {self.critical_mb} MB free again: {n} pool(s) given their slots back")
             self.applied = hold
@@ -97,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    _log(f"housekeeper: alerts {'to ' + alerts.redact(url) if url else 'off (no webhook URL)'}; "
+    _log(f"housekeeper: alerts {'to ' + alert_delivery.redact(url) if url else 'off (no webhook URL)'}; "
          f"log retention {args.retention_days} day(s)" + (" (keep forever)" if args.retention_days <= 0 else ""))
     guard = DiskGuard(args.api_url, args.admin_user)
     next_cleanup = next_beat = next_disk = 0.0
@@ -114,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             next_disk = now + DISK_CHECK_S
         if url:
             try:
-                alerts.deliver_due(spool, url, args.ui_url, task_logs, log=_log)
+                alert_delivery.deliver_due(spool, url, args.ui_url, task_logs, log=_log)
             except Exception as exc:  # noqa: BLE001 - one bad pass must not stop the loop
                 _log(f"ERROR delivering alerts: {type(exc).__name__}: {exc}")
         if now >= next_cleanup and args.retention_days > 0:

@@ -12,6 +12,7 @@ from airflow_resource.config import airflow_config
 from airflow_resource.in_airflow import alerts
 from airflow_resource.stack import datastores
 from airflow_resource.in_airflow import diskspace
+from airflow_resource.stack import disk
 from airflow_resource.daemons import metrics
 from airflow_resource.stack.probes import Probe
 from airflow_resource.config.secrets import Secrets
@@ -125,7 +126,7 @@ def build(s: Settings, sec: Secrets, pg_bindir: str = "", redis_server: str = ""
 
 def disk_env(s: Settings) -> dict[str, str]:
     """Where the disk guard looks and below how many MB free it holds new work (diskspace.py)."""
-    return {diskspace.PATHS_ENV: os.pathsep.join(str(p) for p in diskspace.watched_paths(s)),
+    return {diskspace.PATHS_ENV: os.pathsep.join(str(p) for p in disk.watched_paths(s)),
             diskspace.CRITICAL_ENV: str(s.disk_critical_mb)}
 
 

@@ -21,6 +21,7 @@ from airflow_resource.config import airflow_config
 from airflow_resource.stack import components
 from airflow_resource.stack import datastores
 from airflow_resource.in_airflow import diskspace
+from airflow_resource.stack import disk as stack_disk  # `disk` is status's local name for its report
 from airflow_resource.stack import installer
 from airflow_resource.stack import memlimit
 from airflow_resource import printer
@@ -355,7 +356,7 @@ def start(s: Settings, timeout: float, wait: bool = True) -> Stack:
     st = Stack.load(s)
     if s.embedded_postgres and datastores.is_initialised(s):
         datastores.check_data_version(s, system.pg_bindir() or Path("/nonexistent"))
-    low = diskspace.critical(diskspace.watched_paths(s), s.disk_critical_mb)
+    low = diskspace.critical(stack_disk.watched_paths(s), s.disk_critical_mb)
     if low is not None:
         printer.warn(diskspace.refusal(low, s.disk_critical_mb))
     leftovers = stack_processes(s)
@@ -637,7 +638,7 @@ def stop(s: Settings, timeout: float, force: bool = False) -> int:
 def status(s: Settings, verbose: bool = False) -> dict[str, Any]:
     """Per-component state from supervisord plus a real probe, in parallel: answers in well under a second.
     verbose: also what the pipelines are doing (activity.py), read while the probes run."""
-    disk = diskspace.report(s)
+    disk = stack_disk.report(s)
     report: dict[str, Any] = {"resource": "apache-airflow", "home": str(s.home), "running": False,
                               "healthy": False, "degraded": disk["level"] != diskspace.OK,
                               "airflow_version": installer.home_airflow_version(s),
