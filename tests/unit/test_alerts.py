@@ -176,15 +176,15 @@ def test_heartbeat_file_probe(tmp_path):
 
 
 def test_the_listener_plugin_is_installed_exactly_while_a_webhook_is_set(make_settings):
-    from airflow_resource.stack import lifecycle as stack
+    from airflow_resource.stack import plugins
     from airflow_resource.stack import system
 
     who = system.current_user()
     on = make_settings(alert_webhook_url="http://127.0.0.1:9/hook")
     on.plugins_dir.mkdir(parents=True)
-    stack.install_alert_plugin(on, who)
-    plugin = on.plugins_dir / stack.ALERT_PLUGIN_FILE
+    plugins.install_alert_plugin(on, who)
+    plugin = on.plugins_dir / plugins.ALERT_PLUGIN_FILE
     assert "from airflow_resource.in_airflow.alert_plugin import ResourceAlertsPlugin" in plugin.read_text()
     assert "9/hook" not in plugin.read_text() and on.alerts_dir.is_dir()
-    stack.install_alert_plugin(make_settings(), who)
+    plugins.install_alert_plugin(make_settings(), who)
     assert not plugin.exists()

@@ -170,7 +170,7 @@ def test_warm_up_reaches_every_api_server_worker_concurrently(make_settings, mon
     import time
 
     from airflow_resource.stack import probes
-    from airflow_resource.stack import lifecycle as stack
+    from airflow_resource.stack import oneoffs
 
     calls, inside, most = [], [0], [0]
     lock = threading.Lock()
@@ -187,7 +187,7 @@ def test_warm_up_reaches_every_api_server_worker_concurrently(make_settings, mon
 
     monkeypatch.setattr(probes, "http_get", fake_get)
     s = make_settings(api_port=51000)
-    stack.warm_execution_api(s, time.monotonic() + 10)
+    oneoffs.warm_execution_api(s, time.monotonic() + 10)
     assert calls == ["http://127.0.0.1:51000/execution/health"] * 4  # 2 workers, twice each
     assert most[0] > 1  # at once: a worker busy building accepts nothing, so the others get the rest
     assert "Execution API warm" in capsys.readouterr().err
@@ -197,11 +197,11 @@ def test_warm_up_failure_only_warns(make_settings, monkeypatch, capsys):
     import time
 
     from airflow_resource.stack import probes
-    from airflow_resource.stack import lifecycle as stack
+    from airflow_resource.stack import oneoffs
 
     def refused(url, timeout):
         raise ConnectionRefusedError(111, "refused")
 
     monkeypatch.setattr(probes, "http_get", refused)
-    stack.warm_execution_api(make_settings(), time.monotonic() + 1)
+    oneoffs.warm_execution_api(make_settings(), time.monotonic() + 1)
     assert "first tasks may wait" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""The stop's last step for tasks killed past the grace (stack.requeue_killed_tasks): a cheap count
+"""The stop's last step for tasks killed past the grace (shutdown.requeue_killed_tasks): a cheap count
 first, Airflow's clear only when something was still running, and a clear message either way."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import types
 
 import pytest
 
-from airflow_resource.stack import lifecycle as stack
+from airflow_resource.stack import handle
+from airflow_resource.stack import shutdown
 from airflow_resource.stack import system
 
 pytestmark = pytest.mark.unit
@@ -40,7 +41,7 @@ class FakeConn(FakeCursor):
 
 @pytest.fixture
 def st(make_settings, sec):
-    return stack.Stack(make_settings(), sec, system.RunAs("airflow", 1000, 1000, "/tmp"), [])
+    return handle.Stack(make_settings(), sec, system.RunAs("airflow", 1000, 1000, "/tmp"), [])
 
 
 def _fake_psycopg2(monkeypatch, count=None, error=None):
@@ -59,14 +60,14 @@ def _airflow_answers(monkeypatch, stdout, returncode=0, calls=None):
             calls.append((args, stdin))
         return subprocess.CompletedProcess(args, returncode, stdout, "boom" if returncode else "")
 
-    monkeypatch.setattr(stack.Stack, "run_airflow", run_airflow)
+    monkeypatch.setattr(handle.Stack, "run_airflow", run_airflow)
 
 
 def test_nothing_running_then_airflow_is_not_even_started(st, monkeypatch):
     _fake_psycopg2(monkeypatch, count=0)
     calls = []
     _airflow_answers(monkeypatch, "[]", calls=calls)
-    assert stack.requeue_killed_tasks(st) == []
+    assert shutdown.requeue_killed_tasks(st) == []
     assert calls == []
 
 
@@ -75,7 +76,7 @@ def test_killed_tasks_are_cleared_through_airflow_and_named(st, monkeypatch, cap
     killed = [{"dag_id": "d", "run_id": "r1", "task_id": "t", "map_index": 3, "try_number": 1}]
     calls = []
     _airflow_answers(monkeypatch, "some log line\n" + json.dumps(killed) + "\n", calls=calls)
-    assert stack.requeue_killed_tasks(st) == killed
+    assert shutdown.requeue_killed_tasks(st) == killed
     (args, source), = calls
     assert args[-1] == "-" and "clear_task_instances" in source  # the script goes on stdin, not argv
     err = capsys.readouterr()
@@ -85,7 +86,7 @@ def test_killed_tasks_are_cleared_through_airflow_and_named(st, monkeypatch, cap
 def test_a_failing_script_warns_and_loses_nothing(st, monkeypatch, capsys):
     _fake_psycopg2(monkeypatch, count=2)
     _airflow_answers(monkeypatch, "", returncode=1)
-    assert stack.requeue_killed_tasks(st) == []
+    assert shutdown.requeue_killed_tasks(st) == []
     err = capsys.readouterr()
     assert "heartbeat timeout" in err.out + err.err and "boom" in err.out + err.err
 
@@ -94,7 +95,7 @@ def test_an_unreachable_database_warns(st, monkeypatch, capsys):
     _fake_psycopg2(monkeypatch, error=OSError("connection refused"))
     calls = []
     _airflow_answers(monkeypatch, "[]", calls=calls)
-    assert stack.requeue_killed_tasks(st) == [] and calls == []
+    assert shutdown.requeue_killed_tasks(st) == [] and calls == []
     err = capsys.readouterr()
     assert "could not check" in err.out + err.err
 

@@ -163,10 +163,10 @@ class FakeWorld:
             if venv_broken:
                 raise CommandError(f"the venv {s.venv} does not run Airflow {pinned.airflow}")
 
-        monkeypatch.setattr(upgrade.stack, "start", start)
-        monkeypatch.setattr(upgrade.stack, "stop", stop)
-        monkeypatch.setattr(upgrade.stack, "is_running", lambda s: w.running)
-        monkeypatch.setattr(upgrade.stack, "stack_processes", lambda s: [])
+        monkeypatch.setattr(upgrade.startup, "start", start)
+        monkeypatch.setattr(upgrade.shutdown, "stop", stop)
+        monkeypatch.setattr(upgrade.handle, "is_running", lambda s: w.running)
+        monkeypatch.setattr(upgrade.handle, "stack_processes", lambda s: [])
         monkeypatch.setattr(upgrade.backup, "create", create)
         monkeypatch.setattr(upgrade.backup, "make_folder", lambda s, who: None)
         monkeypatch.setattr(upgrade.system, "run_as", lambda name: None)

@@ -22,7 +22,7 @@ from airflow_resource.stack import datastores
 from airflow_resource.stack import installer
 from airflow_resource.backup import pgdump
 from airflow_resource.config import secrets as secrets_mod
-from airflow_resource.stack import lifecycle as stack
+from airflow_resource.stack import handle
 from airflow_resource.stack import system
 from airflow_resource.errors import CommandError
 from airflow_resource.config.secrets import Secrets
@@ -51,7 +51,7 @@ def check_compatible(manifest: dict[str, Any], machine_pg_major: str | None, air
 
 
 def _refuse_running(s: Settings) -> None:
-    if stack.is_running(s) or stack.stack_processes(s):
+    if handle.is_running(s) or handle.stack_processes(s):
         raise CommandError(f"the stack in {s.home} is running; a restore replaces its database and files",
                            "stop it first (`manage stop`), or restore into a fresh home (APACHE_AIRFLOW_HOME)")
 

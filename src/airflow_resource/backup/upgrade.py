@@ -31,7 +31,9 @@ from airflow_resource.stack import installer
 from airflow_resource.config import pinned_sets
 from airflow_resource.backup import restore
 from airflow_resource.config import secrets
-from airflow_resource.stack import lifecycle as stack
+from airflow_resource.stack import handle
+from airflow_resource.stack import shutdown
+from airflow_resource.stack import startup
 from airflow_resource.stack import system
 from airflow_resource.errors import AlreadySo, CommandError
 from airflow_resource.config.pinned_sets import PinnedSet, version_key
@@ -91,8 +93,8 @@ def _confirm(question: str, yes: bool) -> None:
 
 
 def _refuse_half_running(s: Settings) -> bool:
-    running = stack.is_running(s)
-    if not running and stack.stack_processes(s):
+    running = handle.is_running(s)
+    if not running and handle.stack_processes(s):
         raise CommandError(f"the stack in {s.home} is partly running (supervisord is gone, components are not)",
                            "run `manage stop` first; nothing was changed")
     return running
@@ -101,7 +103,7 @@ def _refuse_half_running(s: Settings) -> bool:
 def verify_venv(s: Settings, pinned: PinnedSet) -> None:
     """`airflow version` from the venv, as the service user with the stack's environment: it imports
     Airflow, its providers' entry points and the stack's config, as every component will."""
-    st = stack.Stack.load(s)
+    st = handle.Stack.load(s)
     try:
         proc = st.run_airflow([str(s.venv / "bin" / "airflow"), "version"], VERIFY_TIMEOUT_S)
     except (OSError, ValueError) as exc:
@@ -155,7 +157,7 @@ def upgrade(s: Settings, to: str | None, yes: bool, timeout: float,
     # 2. Stop, then 3. back up the stopped stack: nothing written after the backup is lost by a rollback.
     if running:
         t = time.monotonic()
-        stack.stop(s, STOP_TIMEOUT_S)
+        shutdown.stop(s, STOP_TIMEOUT_S)
         timings["stop"] = time.monotonic() - t
     archive_path, timings["backup"] = _backup(s, PRE_UPGRADE)
     # 4. The record moves first: if this process dies now, `manage rollback` still finds the way back.
@@ -166,14 +168,14 @@ def upgrade(s: Settings, to: str | None, yes: bool, timeout: float,
     # 5. Migrate (the start does: .migrated-<version> is new) and wait until every component is healthy.
     t = time.monotonic()
     try:
-        st = stack.start(new_s, timeout)
+        st = startup.start(new_s, timeout)
     except (CommandError, OSError, KeyboardInterrupt) as exc:
         _roll_back_failed_upgrade(s, new_s, old_record, archive_path, running, timeout, exc, p)
         raise  # not reached: the rollback raises
     timings["migrate"] = st.migrate_s
     timings["start"] = time.monotonic() - t
     if not running:
-        stack.stop(new_s, STOP_TIMEOUT_S)  # it was stopped: leave it so, migrated and checked
+        shutdown.stop(new_s, STOP_TIMEOUT_S)  # it was stopped: leave it so, migrated and checked
     timings["total"] = time.monotonic() - begun
     report = {"home": str(s.home), "upgraded": True,
               "from": {"pinned_set": p.current.name, "airflow": p.current.airflow, "venv": str(p.current_venv)},
@@ -193,13 +195,13 @@ def _roll_back_failed_upgrade(s: Settings, new_s: Settings, old_record: dict[str
     printer.warn(f"the upgrade to {p.target.name} failed: {reason.splitlines()[0] if reason else ''}")
     printer.step(f"rolling back to pinned set {p.current.name}: restoring {archive_path.name}")
     try:
-        if stack.is_running(new_s) or stack.stack_processes(new_s):
-            stack.stop(new_s, STOP_TIMEOUT_S, force=True)
+        if handle.is_running(new_s) or handle.stack_processes(new_s):
+            shutdown.stop(new_s, STOP_TIMEOUT_S, force=True)
         pinned_sets.write_record(s.home, old_record)
         old_s = dataclasses.replace(s, venv=p.current_venv, pinned_set=p.current.name)
         restore.restore(old_s, archive_path, None, force=True)
         if was_running:
-            stack.start(old_s, timeout)
+            startup.start(old_s, timeout)
     except (CommandError, OSError) as again:
         detail = again.message if isinstance(again, CommandError) else str(again)
         raise CommandError(
@@ -251,7 +253,7 @@ def rollback(s: Settings, yes: bool, timeout: float,
     timings: dict[str, float] = {}
     if running:
         t = time.monotonic()
-        stack.stop(s, STOP_TIMEOUT_S)
+        shutdown.stop(s, STOP_TIMEOUT_S)
         timings["stop"] = time.monotonic() - t
     # What the upgraded stack did since the upgrade, kept: the restore replaces it.
     newer_path, timings["backup"] = _backup(s, PRE_ROLLBACK)
@@ -271,7 +273,7 @@ def rollback(s: Settings, yes: bool, timeout: float,
     timings["restore"] = time.monotonic() - t
     if running:
         t = time.monotonic()
-        stack.start(old_s, timeout)
+        startup.start(old_s, timeout)
         timings["start"] = time.monotonic() - t
     took = timings["total"] = time.monotonic() - begun
     printer.ok(f"rolled {s.home} back to Airflow {prev['airflow']} (pinned set {prev['pinned_set']}) in {took:.0f} s")

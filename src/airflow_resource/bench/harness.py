@@ -197,15 +197,15 @@ class Bench:
         self._api: AirflowAPI | None = None
 
     def processes(self) -> list[psutil.Process]:
-        from airflow_resource.stack import lifecycle as stack
+        from airflow_resource.stack import handle
 
-        return stack.stack_processes(settings.resolve({"home": str(self.home)}, environ=self.env))
+        return handle.stack_processes(settings.resolve({"home": str(self.home)}, environ=self.env))
 
     def groups(self) -> dict[str, list[psutil.Process]]:
         """The processes by component, for CPU by component."""
-        from airflow_resource.stack import lifecycle as stack
+        from airflow_resource.stack import handle
 
-        return stack.component_processes(settings.resolve({"home": str(self.home)}, environ=self.env))
+        return handle.component_processes(settings.resolve({"home": str(self.home)}, environ=self.env))
 
     def dags_dir(self) -> Path:
         return self.home / "dags"

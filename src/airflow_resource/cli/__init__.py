@@ -110,7 +110,10 @@ def cmd_manage(args: argparse.Namespace) -> int:
     from airflow_resource.config import airflow_config
     from airflow_resource.stack import installer
     from airflow_resource.config import secrets
-    from airflow_resource.stack import lifecycle as stack
+    from airflow_resource.stack import handle
+    from airflow_resource.stack import scaling
+    from airflow_resource.stack import shutdown
+    from airflow_resource.stack import startup
 
     action = args.action
     if action in ("install", "start", "restart", "upgrade"):
@@ -121,32 +124,32 @@ def cmd_manage(args: argparse.Namespace) -> int:
         installer.install(_settings(args), force=args.force)
     elif action == "uninstall":
         s = _settings(args, running=True, damaged_ok=True)
-        if stack.is_running(s) or stack.stack_processes(s):
-            stack.stop(s, _stop_timeout(args, s), force=args.force)
+        if handle.is_running(s) or handle.stack_processes(s):
+            shutdown.stop(s, _stop_timeout(args, s), force=args.force)
         installer.uninstall(s, keep_data=args.keep_data)
     elif action == "start":
         s = _settings(args)
-        if stack.is_running(s):  # start what supervisord gave up on; exit 2 when everything runs
-            stack.revive(_settings(args, running=True), args.timeout or DEFAULT_START_TIMEOUT_S)
+        if handle.is_running(s):  # start what supervisord gave up on; exit 2 when everything runs
+            startup.revive(_settings(args, running=True), args.timeout or DEFAULT_START_TIMEOUT_S)
             return 0
-        st = stack.start(s, timeout=args.timeout or DEFAULT_START_TIMEOUT_S, wait=not args.no_wait)
+        st = startup.start(s, timeout=args.timeout or DEFAULT_START_TIMEOUT_S, wait=not args.no_wait)
         _print_started(st)
     elif action == "stop":
         s = _settings(args, running=True, damaged_ok=True)
-        stack.stop(s, _stop_timeout(args, s), force=args.force)
+        shutdown.stop(s, _stop_timeout(args, s), force=args.force)
     elif action == "scale":
         if args.workers is None or not 0 <= args.workers <= 64:
             raise CommandError("manage scale needs --workers N (0..64)",
                                "e.g. resource-apache-airflow manage scale --workers 2")
-        stack.scale(_settings(args, running=True), args.workers, args.timeout or DEFAULT_START_TIMEOUT_S)
+        scaling.scale(_settings(args, running=True), args.workers, args.timeout or DEFAULT_START_TIMEOUT_S)
         printer.ok(f"{args.workers} worker(s) running until the next start; to keep that many, set "
                    f"workers = {args.workers} in resource.toml or APACHE_AIRFLOW_WORKERS={args.workers}")
     elif action == "restart":
         s = _settings(args, running=True)
         secrets.load(s.secrets_file)  # a damaged secrets file is refused before anything is stopped
-        if stack.is_running(s) or stack.stack_processes(s):
-            stack.stop(s, _stop_timeout(args, s), force=args.force)
-        st = stack.start(_settings(args), timeout=args.timeout or DEFAULT_START_TIMEOUT_S, wait=not args.no_wait)
+        if handle.is_running(s) or handle.stack_processes(s):
+            shutdown.stop(s, _stop_timeout(args, s), force=args.force)
+        st = startup.start(_settings(args), timeout=args.timeout or DEFAULT_START_TIMEOUT_S, wait=not args.no_wait)
         _print_started(st)
     return 0
 
@@ -181,10 +184,10 @@ def _print_started(st: Any) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from airflow_resource.stack import lifecycle as stack
+    from airflow_resource.stack import health as stack_health  # `health` is a local below
 
     s = _settings(args, running=True)
-    report = stack.status(s, verbose=args.verbose)
+    report = stack_health.status(s, verbose=args.verbose)
     fmt = "json" if args.json else args.format
     if fmt == "json":
         printer.emit_json(report)
@@ -211,7 +214,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             for c in report["components"]:
                 if not c["healthy"]:
                     printer.info(f"  {c['name']}: {c['last_error'] or c['detail']}")
-        if any(c["state"] in stack.GIVEN_UP for c in report["components"]):
+        if any(c["state"] in stack_health.GIVEN_UP for c in report["components"]):
             printer.info("  → supervisord gave up restarting the components shown fatal; once the cause is fixed, "
                          "`manage start` starts them again")
         if "pipelines" in report:
@@ -405,11 +408,11 @@ def _backup_create(args: argparse.Namespace, s: Any) -> int:
     from airflow_resource.backup import archive
     from airflow_resource.backup import create as backup
     from airflow_resource.config import secrets
-    from airflow_resource.stack import lifecycle as stack
+    from airflow_resource.stack import handle
     from airflow_resource.stack import system
 
-    running = stack.is_running(s)
-    if not running and stack.stack_processes(s):
+    running = handle.is_running(s)
+    if not running and handle.stack_processes(s):
         raise CommandError(f"the stack in {s.home} is partly running (supervisord is gone, components are not)",
                            "run `manage stop` first, then back up the stopped stack")
     sec = secrets.require_installed(s)

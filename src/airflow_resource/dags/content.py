@@ -19,7 +19,7 @@ from typing import Any, Iterator
 from urllib.parse import quote
 
 from airflow_resource import printer
-from airflow_resource.stack import lifecycle as stack
+from airflow_resource.stack import handle
 from airflow_resource.stack import system
 from airflow_resource.logs import tasklogs
 from airflow_resource.api import AirflowAPI, APIError
@@ -38,7 +38,7 @@ def _q(value: str) -> str:
 
 
 def _api(s: Settings) -> AirflowAPI:
-    if not stack.is_running(s):
+    if not handle.is_running(s):
         raise CommandError(f"the stack is not running ({s.home})", "start it: ./cli.sh manage start")
     return AirflowAPI.for_stack(s)
 
@@ -84,9 +84,9 @@ def add(s: Settings, file: Path, name: str | None, force: bool, wait: bool, time
     if dest.exists() and not force:
         raise AlreadySo(f"{dest.name} already exists in {s.dags_dir}", "add --force to replace it")
 
-    running = stack.is_running(s)
+    running = handle.is_running(s)
     api = AirflowAPI.for_stack(s) if running else None
-    st = stack.Stack.load(s)
+    st = handle.Stack.load(s)
     existing = _registered(api) if api else {}
     # A replaced file's own DAGs are not duplicates of themselves.
     existing = {d: f for d, f in existing.items() if not _same_place(f, dest)}

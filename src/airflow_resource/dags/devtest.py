@@ -184,10 +184,10 @@ def run_dag_test(python: Path, airflow_bin: Path, env: dict[str, str], dag_id: s
 def _stack_env(s: Any) -> dict[str, str]:
     """The stack's environment when it is installed (connections, Fernet key); else the bare minimum."""
     from airflow_resource.config import airflow_config
-    from airflow_resource.stack import lifecycle as stack
+    from airflow_resource.stack import handle
 
     try:
-        st = stack.Stack.load(s)
+        st = handle.Stack.load(s)
         return st.env()
     except CommandError:
         return {"PATH": airflow_config.child_path(s), "HOME": str(s.home), "LANG": "C.UTF-8",

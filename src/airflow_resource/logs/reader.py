@@ -123,10 +123,10 @@ def _check_filter_dirs(s: Settings, dag: str | None, run: str | None, task: str 
 def _instances_in_state(s: Settings, state: str, dag: str | None, run: str | None, task: str | None,
                         since: float | None) -> set[tuple[str, str, str, int]]:
     """(dag, run, task, map_index) of the task instances now in `state`: one paged REST list query."""
-    from airflow_resource.stack import lifecycle as stack
+    from airflow_resource.stack import handle
     from airflow_resource.api import AirflowAPI
 
-    if not stack.is_running(s):
+    if not handle.is_running(s):
         raise CommandError(f"--state needs the running stack (its REST API); it is not running ({s.home})",
                            "start it (./cli.sh manage start), or search without --state")
     api = AirflowAPI.for_stack(s)
@@ -262,13 +262,13 @@ def task_log(s: Settings, dag: str, run: str, task: str, try_number: int | None,
              follow: bool) -> int:
     """`logs task`: one try's log from the file on disk (the REST API when it is not there), or followed
     while the task runs until it reaches a final state."""
-    from airflow_resource.stack import lifecycle as stack
+    from airflow_resource.stack import handle
     from airflow_resource.api import AirflowAPI
 
     root = s.task_logs_dir
     if try_number is not None and try_number < 1:
         raise CommandError(f"--try {try_number}: tries count from 1")
-    if not stack.is_running(s):
+    if not handle.is_running(s):
         if follow:
             raise CommandError(f"--follow needs the running stack ({s.home} is not running)",
                                "start it, or read the finished log without --follow")

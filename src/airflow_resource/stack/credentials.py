@@ -6,7 +6,7 @@ from typing import Any
 
 from airflow_resource import RESOURCE_NAME, printer
 from airflow_resource.config import airflow_config
-from airflow_resource.stack import lifecycle as stack
+from airflow_resource.stack import handle
 from airflow_resource.config import secrets as secrets_mod
 from airflow_resource.errors import AlreadySo, CommandError
 from airflow_resource.config.settings import Settings
@@ -66,7 +66,7 @@ def show(s: Settings, fmt: str, show_secrets: bool) -> int:
         sec = secrets_mod.require_installed(s)
     except CommandError as exc:  # the contract: exit 2 when no credentials are configured
         raise AlreadySo(f"no credentials: {exc.message}", exc.hint) from None
-    state = "running" if stack.is_running(s) else "stopped"
+    state = "running" if handle.is_running(s) else "stopped"
     data = {"resource": RESOURCE_NAME, "status": state, "connections": connections(s, sec, show_secrets)}
     if fmt == "json":
         printer.emit_json(data)

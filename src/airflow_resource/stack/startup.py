@@ -1,0 +1,199 @@
+"""Start: the stack in dependency order with readiness deadlines, and start again what supervisord gave up on."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import xmlrpc.client
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from airflow_resource import printer
+from airflow_resource.config import airflow_config
+from airflow_resource.config import secrets as secrets_mod
+from airflow_resource.config import settings as settings_mod
+from airflow_resource.config.settings import EFFECTIVE_FILE, Settings
+from airflow_resource.errors import AlreadySo, CommandError
+from airflow_resource.in_airflow import diskspace
+from airflow_resource.stack import disk as stack_disk
+from airflow_resource.stack import components
+from airflow_resource.stack import datastores
+from airflow_resource.stack import handle
+from airflow_resource.stack import health
+from airflow_resource.stack import installer
+from airflow_resource.stack import memlimit
+from airflow_resource.stack import oneoffs
+from airflow_resource.stack import plugins
+from airflow_resource.stack import supervisor
+from airflow_resource.stack import system
+from airflow_resource.stack.components import Component
+from airflow_resource.stack.handle import Stack
+
+SUPERVISORD_UP_TIMEOUT_S = 15
+POLL_S = 0.25
+
+
+def check_ports(comps: list[Component]) -> None:
+    for c in comps:
+        if c.port and system.port_in_use(c.port):
+            raise CommandError(
+                f"port {c.port} for {c.name} is in use by {system.who_listens(c.port)}",
+                f"stop that process, or choose another port: {settings_mod.BY_NAME[c.port_setting].env}=<port>",
+            )
+
+
+def write_configs(st: Stack) -> None:
+    s = st.s
+    if s.embedded_postgres:
+        datastores.write_postgres_conf(s, st.who)
+    if s.embedded_redis:
+        datastores.write_redis_conf(s, st.sec, st.who)
+    supervisor.write_launcher(s)
+    system.make_dir(s.run_dir / "env", st.who, 0o700)
+    system.make_dir(s.backups_dir, st.who, 0o700)  # the backup component writes and prunes there
+    airflow_env = st.airflow_env()
+    root = system.is_root()
+    limits = memlimit.prepare(s, [c.name for c in st.comps if c.name.startswith(components.WORKER_PREFIX)], st.who)
+    for c in st.comps:
+        env = {**supervisor.component_env(c, st.base_env(), airflow_env), **limits.get(c.name, {})}
+        secrets_mod.write_private(supervisor.env_file(s, c.name), json.dumps(env, indent=1),
+                                  st.who.uid if root else None, st.who.gid if root else None)
+    text = supervisor.render(s, st.comps, st.who.name if root else None)
+    secrets_mod.write_private(s.supervisord_conf, text)
+    # Private: the settings include the alert webhook URL, which may hold a token. The service user
+    # owns it: components that run as that user (the backup schedule) read the running stack's settings.
+    secrets_mod.write_private(s.home / EFFECTIVE_FILE, json.dumps(s.to_json(), indent=2) + "\n",
+                              st.who.uid if root else None, st.who.gid if root else None)
+    plugins.install_alert_plugin(s, st.who)
+    plugins.install_disk_plugin(s)
+
+
+def launch_supervisord(st: Stack) -> None:
+    s = st.s
+    s.supervisord_socket.unlink(missing_ok=True)
+    # A clean environment: components see what their env file says, not the caller's shell.
+    env = {"PATH": airflow_config.child_path(s), "LANG": "C.UTF-8", handle.MARKER_ENV: str(s.home)}
+    proc = subprocess.run([str(Path(s.venv) / "bin" / "supervisord"), "-c", str(s.supervisord_conf)],
+                          env=env, capture_output=True, text=True, cwd=s.home)
+    if proc.returncode != 0:
+        raise CommandError(f"supervisord did not start: {(proc.stderr or proc.stdout).strip()[-800:]}",
+                           f"see {s.logs_dir / 'supervisord.log'}")
+    deadline = time.monotonic() + SUPERVISORD_UP_TIMEOUT_S
+    while not supervisor.is_up(s.supervisord_socket):
+        if time.monotonic() > deadline:
+            raise CommandError("supervisord did not answer on its socket", f"see {s.logs_dir / 'supervisord.log'}")
+        time.sleep(0.1)
+
+
+def wait_ready(st: Stack, comps: list[Component], deadline: float, label: str) -> None:
+    """Poll the components' probes until all pass; fail fast on a component supervisord gave up on."""
+    pending = {c.name: c for c in comps}
+    started = time.monotonic()
+    with printer.status(f"waiting for {label}") as spinner:
+        while pending:
+            infos = {i["name"]: i for i in st.rpc().getAllProcessInfo()}
+            for name in list(pending):
+                state = infos.get(name, {}).get("statename")
+                if state in supervisor.NOT_STARTED:
+                    raise CommandError(
+                        f"{name} failed to start ({state}): {health.last_error(st.s, name) or infos[name].get('spawnerr')}",
+                        f"read its log: resource-apache-airflow logs {name} --tail 100",
+                    )
+            ctx = st.probe_context()
+            with ThreadPoolExecutor(max_workers=len(pending)) as pool:
+                results = dict(zip(pending, pool.map(lambda c: health.probe(c, ctx, infos), pending.values())))
+            for name, (ok, _detail) in results.items():
+                # STARTING counts once the probe passes: startsecs is a crash guard, not readiness.
+                if ok and infos.get(name, {}).get("statename") in supervisor.UP:
+                    printer.ok(f"{name} ready ({time.monotonic() - started:.1f} s)")
+                    del pending[name]
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                details = "; ".join(f"{n}: {results[n][1]}" for n in pending)
+                raise CommandError(f"not ready before the timeout: {details}",
+                                   "see `resource-apache-airflow status --verbose` and `logs <component>`; "
+                                   "a slower machine may need --timeout")
+            spinner.update(f"waiting for {', '.join(pending)} ({time.monotonic() - started:.0f} s)")
+            time.sleep(POLL_S)
+
+
+def start_group(st: Stack, comps: list[Component]) -> None:
+    rpc = st.rpc()
+    for c in comps:
+        try:
+            rpc.startProcess(c.name, False)
+        except xmlrpc.client.Fault as fault:
+            if "ALREADY_STARTED" not in fault.faultString:
+                raise CommandError(f"supervisord could not start {c.name}: {fault.faultString}",
+                                   f"read its log: resource-apache-airflow logs {c.name}") from None
+
+
+def start(s: Settings, timeout: float, wait: bool = True) -> Stack:
+    if handle.is_running(s):
+        raise AlreadySo(f"already running from {s.home}", "`status` shows its health; `manage restart` restarts it")
+    installer.check_home_owner(s)
+    installer.check_pinned_set(s)
+    # Ports first, before any install work: the table needs no real secrets to know its ports.
+    check_ports(components.build(s, secrets_mod.placeholder()))
+    if not installer.is_installed(s):
+        s = installer.install(s)
+    begun = time.monotonic()
+    st = Stack.load(s)
+    if s.embedded_postgres and datastores.is_initialised(s):
+        datastores.check_data_version(s, system.pg_bindir() or Path("/nonexistent"))
+    low = diskspace.critical(stack_disk.watched_paths(s), s.disk_critical_mb)
+    if low is not None:
+        printer.warn(diskspace.refusal(low, s.disk_critical_mb))
+    leftovers = handle.stack_processes(s)
+    if leftovers:
+        raise CommandError(f"{len(leftovers)} process(es) of an earlier run of this home are still alive "
+                           f"(pids {', '.join(str(p.pid) for p in leftovers[:8])})",
+                           "run `resource-apache-airflow manage stop --force` first")
+    write_configs(st)
+    printer.step(f"starting supervisord ({s.supervisord_conf})")
+    launch_supervisord(st)
+    # Readiness deadline is for the servers; the one-off migration has its own.
+    deadline = time.monotonic() + timeout
+    data = [c for c in st.comps if c.priority == components.DATA]
+    if data:
+        start_group(st, data)
+        wait_ready(st, data, deadline, " ".join(c.name for c in data))
+    oneoffs.migrate(st)
+    oneoffs.restore_unacked_tasks(st)
+    # Before the servers: the api-server and this one-off process would both sync FAB's roles.
+    oneoffs.create_admin(st)
+    # Group by group (the api-server's two workers already keep both cores busy while it starts;
+    # Flower must find the Celery workers up, it does not see them arrive later). While the rest
+    # starts, every api-server worker builds its Execution API, which the first task would wait for.
+    deadline = time.monotonic() + timeout
+    with ThreadPoolExecutor(max_workers=1) as background:
+        warm = None
+        for group in components.groups(st.comps):
+            if group[0].priority == components.DATA:
+                continue
+            start_group(st, group)
+            if wait:
+                wait_ready(st, group, deadline, " ".join(c.name for c in group))
+                if group[0].priority == components.API:
+                    warm = background.submit(oneoffs.warm_execution_api, s, deadline)
+        if warm is not None:
+            warm.result()
+    if wait:
+        printer.ok(f"all {len(st.comps)} components healthy in {time.monotonic() - begun:.1f} s")
+    return st
+
+
+def revive(s: Settings, timeout: float) -> None:
+    """Start again the components of the running stack that supervisord gave up on (after a full disk,
+    a lost database: crashes that outlast its retries), once the cause is fixed. Exit 2 when none."""
+    st = Stack.load(s)
+    infos = {i["name"]: i for i in st.rpc().getAllProcessInfo()}
+    dead = [c for c in st.comps if infos.get(c.name, {}).get("statename") in supervisor.GIVEN_UP]
+    if not dead:
+        raise AlreadySo(f"already running from {s.home}", "`status` shows its health; `manage restart` restarts it")
+    names = " ".join(c.name for c in dead)
+    printer.step(f"starting {names}: supervisord had given up on them")
+    start_group(st, dead)
+    wait_ready(st, dead, time.monotonic() + timeout, names)
