@@ -205,3 +205,30 @@ def test_warm_up_failure_only_warns(make_settings, monkeypatch, capsys):
     monkeypatch.setattr(probes, "http_get", refused)
     oneoffs.warm_execution_api(make_settings(), time.monotonic() + 1)
     assert "first tasks may wait" in capsys.readouterr().err
+
+
+def test_every_listening_component_names_the_setting_that_moves_its_port(make_settings, sec):
+    s = make_settings(workers=2)
+    for c in build(s, sec):
+        if c.port:
+            setting = settings.BY_NAME[c.port_setting]
+            assert setting in settings.PORT_SETTINGS
+            base = getattr(s, c.port_setting)
+            assert c.port == base or (c.port_setting == "log_server_port" and base < c.port <= base + s.workers)
+
+
+@pytest.mark.parametrize("component, env", [("api-server", "APACHE_AIRFLOW_API_PORT"),
+                                            ("worker-1", "APACHE_AIRFLOW_LOG_SERVER_PORT")])
+def test_a_port_in_use_names_its_setting(make_settings, sec, component, env):
+    from airflow_resource.stack import startup
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        (c,) = [c for c in build(make_settings(), sec) if c.name == component]
+        comps = [components.Component(c.name, c.argv, c.probe, c.priority, port, c.port_setting)]
+        with pytest.raises(CommandError) as exc:
+            startup.check_ports(comps)
+    assert f"port {port} for {component} is in use" in exc.value.message
+    assert f"{env}=<port>" in exc.value.hint
