@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Generated from airflow_resource/config/settings.py: the resource's defaults.
+# Generated from airflow_resource/config/settings_table.py: the resource's defaults.
 
 export APACHE_AIRFLOW_API_HOST="${APACHE_AIRFLOW_API_HOST:-127.0.0.1}"
 export APACHE_AIRFLOW_API_PORT="${APACHE_AIRFLOW_API_PORT:-48080}"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_resource.bench import harness as bench
-from airflow_resource.bench.baseline import ratio
+from airflow_resource.bench import report as bench
+from airflow_resource.bench.report import ratio
 
 pytestmark = pytest.mark.unit
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_resource.config import settings
+from airflow_resource.config import generated, settings
 from airflow_resource.errors import CommandError
 
 pytestmark = pytest.mark.unit
@@ -371,11 +371,11 @@ def test_airflow_options_survive_the_effective_file(home, clean_environ):
 
 def test_schema_json_in_repo_is_generated():
     on_disk = json.loads((REPO / "config" / "schema.json").read_text())
-    assert on_disk == settings.json_schema()
+    assert on_disk == generated.json_schema()
 
 
 def test_schema_lists_every_setting_with_its_env():
-    props = settings.json_schema()["properties"]
+    props = generated.json_schema()["properties"]
     assert list(props) == [s.name for s in settings.SETTINGS] + [settings.AIRFLOW_TABLE]
     assert props["api_port"] == {"type": "integer", "description": settings.BY_NAME["api_port"].description,
                                  "x-env": "APACHE_AIRFLOW_API_PORT", "default": 48080,
@@ -385,11 +385,11 @@ def test_schema_lists_every_setting_with_its_env():
 
 
 def test_defaults_sh_in_repo_is_generated():
-    assert (REPO / "config" / "defaults.sh").read_text() == settings.defaults_sh()
+    assert (REPO / "config" / "defaults.sh").read_text() == generated.defaults_sh()
 
 
 def test_defaults_sh_exports_every_fixed_default():
-    text = settings.defaults_sh()
+    text = generated.defaults_sh()
     for s in settings.SETTINGS:
         line = f'export {s.env}="${{{s.env}:-{s.default}}}"'
         if callable(s.default):

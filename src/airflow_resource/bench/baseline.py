@@ -15,7 +15,6 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import psutil
 import requests
@@ -23,7 +22,8 @@ import requests
 from airflow_resource import printer
 from airflow_resource.stack import system
 from airflow_resource.api import AirflowAPI
-from airflow_resource.bench.harness import Bench, Sizes
+from airflow_resource.bench.measure import Bench
+from airflow_resource.bench.workloads import Sizes
 
 START_TIMEOUT_S = 300
 STOP_TIMEOUT_S = 30
@@ -151,11 +151,3 @@ class StandaloneBench(Bench):
             printer.info(f"standalone home kept: {self.home}")
         else:
             shutil.rmtree(self.home, ignore_errors=True)
-
-
-def ratio(ours: Any, theirs: Any) -> str:
-    """theirs / ours for figures where lower is better ('3.2x' = we are 3.2 times faster/smaller)."""
-    try:
-        return f"{float(theirs) / float(ours):.1f}x" if float(ours) > 0 else ""
-    except (TypeError, ValueError):
-        return ""

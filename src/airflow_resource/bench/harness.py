@@ -1,4 +1,5 @@
-"""`bench`: start the resource in a temporary home on free ports and measure it.
+"""`bench`: start the resource in a temporary home on free ports and measure it; with --baseline,
+then the same workloads against `airflow standalone`.
 
 Prints a table and writes JSON. Figures, not assertions: tests only check that the harness
 runs (`bench --quick`). Workload DAGs are generated into the temporary home's dags folder.
@@ -6,125 +7,26 @@ runs (`bench --quick`). Workload DAGs are generated into the temporary home's da
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import psutil
 
 from airflow_resource import printer
-from airflow_resource.api import AirflowAPI
+from airflow_resource.bench import report
+from airflow_resource.bench.baseline import StandaloneBench
+from airflow_resource.bench.measure import Bench, run_cli
+from airflow_resource.bench.workloads import BENCH_DAGS, Sizes
 from airflow_resource.config import settings
+from airflow_resource.errors import CommandError
 from airflow_resource.stack import system
 
-POLL_S = 0.2
-# A big run is polled less often: the REST API's run view loads every task instance of the run to
-# list its DAG versions, so polling a 1,000-task run every 0.2 s would load the api-server it measures.
-# Its wall time comes from the run's end_date, not from the poll.
-WORKLOAD_POLL_S = 1.0
-RUN_TIMEOUT_S = 1800
-SCALE_TIMEOUT_S = 300
 FIRST_START = "first start (initdb, migration included) to healthy"
-
-ONE_TASK = '''
-import pendulum
-from airflow.sdk import dag, task
-
-@dag(dag_id="bench_one", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False)
-def bench_one():
-    @task
-    def noop():
-        return 1
-    noop()
-
-bench_one()
-'''
-CHAIN = '''
-import pendulum
-from airflow.sdk import dag, task
-
-@dag(dag_id="bench_chain", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False)
-def bench_chain():
-    @task
-    def first():
-        return 1
-    @task
-    def second(x):
-        return x + 1
-    second(first())
-
-bench_chain()
-'''
-FANOUT = '''
-import pendulum
-from airflow.sdk import dag, task
-
-@dag(dag_id="bench_fanout", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False,
-     params={"n": 200}, max_active_tasks=1024)
-def bench_fanout():
-    @task
-    def items(params=None):
-        return list(range(int(params["n"])))
-    @task
-    def work(i):
-        return i
-    work.expand(i=items())
-
-bench_fanout()
-'''
-TEN_TASKS = '''
-import pendulum
-from airflow.sdk import DAG
-from airflow.providers.standard.operators.empty import EmptyOperator
-
-with DAG(dag_id="bench_file_{i:03d}", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False):
-    prev = None
-    for t in range(10):
-        op = EmptyOperator(task_id=f"t{{t}}")
-        if prev:
-            prev >> op
-        prev = op
-'''
-
-
-BENCH_DAGS = {"bench_one.py": ONE_TASK, "bench_chain.py": CHAIN, "bench_fanout.py": FANOUT}
-
-
-class RunTimeout(RuntimeError):
-    pass
-
-
-@dataclass
-class Sizes:
-    latency_runs: int = 20
-    fanout: int = 200
-    big: int = 1000
-    files: int = 100
-    runs_in_db: int = 10_000
-    probes: int = 100
-
-    @classmethod
-    def quick(cls) -> "Sizes":
-        return cls(latency_runs=3, fanout=20, big=40, files=5, runs_in_db=50, probes=10)
-
-
-@dataclass
-class Result:
-    figures: dict[str, Any] = field(default_factory=dict)
-
-    def add(self, key: str, value: Any, unit: str, goal: str = "") -> None:
-        self.figures[key] = {"value": value, "unit": unit, "goal": goal}
-        printer.ok(f"{key}: {value} {unit}" + (f"  (goal {goal})" if goal else ""))
-
 
 
 def _env(home: Path, venv: str) -> dict[str, str]:
@@ -133,268 +35,6 @@ def _env(home: Path, venv: str) -> dict[str, str]:
     for setting in settings.PORT_SETTINGS:  # log_server_port: the first of a block (triggerer, worker)
         env[setting.env] = str(system.free_port_block(2) if setting.name == "log_server_port" else system.free_port())
     return env
-
-
-def _cli(env: dict[str, str], *args: str, timeout: float = 900) -> tuple[float, subprocess.CompletedProcess[str]]:
-    started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "airflow_resource", *args], env=env, capture_output=True,
-                          text=True, timeout=timeout)
-    return time.monotonic() - started, proc
-
-
-def _read_from(path: Path, offset: int) -> str:
-    try:
-        with path.open("r", errors="replace") as f:
-            f.seek(offset)
-            return f.read()
-    except OSError:
-        return ""
-
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))], 3)
-
-
-def _cpu_seconds(procs: list[psutil.Process]) -> float:
-    total = 0.0
-    for p in procs:
-        try:
-            t = p.cpu_times()
-            total += t.user + t.system + t.children_user + t.children_system
-        except psutil.Error:
-            continue
-    return total
-
-
-def _cpu_by_component(groups: dict[str, list[psutil.Process]], work: Callable[[], Any]) -> tuple[dict[str, float], Any]:
-    """CPU-seconds each group of processes spent while work() ran, and work()'s result."""
-    before = {name: _cpu_seconds(procs) for name, procs in groups.items()}
-    out = work()
-    return {name: _cpu_seconds(procs) - before[name] for name, procs in groups.items()}, out
-
-
-def _shares(spent: dict[str, float], per: float, fmt: str = "{:.3f}") -> str:
-    """'worker-1 0.138, api-server 0.122, ...': each component's CPU divided by per, largest first."""
-    top = sorted(spent.items(), key=lambda kv: -kv[1])
-    return ", ".join(f"{name} {fmt.format(s / per)}" for name, s in top if s / per >= 0.001)
-
-
-def _pss_mib(procs: list[psutil.Process]) -> tuple[int, float]:
-    total = 0
-    for p in procs:
-        try:
-            total += p.memory_full_info().pss
-        except psutil.Error:
-            continue
-    return len(procs), round(total / 2**20, 1)
-
-
-class Bench:
-    def __init__(self, home: Path, env: dict[str, str], sizes: Sizes):
-        self.home, self.env, self.sizes = home, env, sizes
-        self.result = Result()
-        self._api: AirflowAPI | None = None
-
-    def processes(self) -> list[psutil.Process]:
-        from airflow_resource.stack import handle
-
-        return handle.stack_processes(settings.resolve({"home": str(self.home)}, environ=self.env))
-
-    def groups(self) -> dict[str, list[psutil.Process]]:
-        """The processes by component, for CPU by component."""
-        from airflow_resource.stack import handle
-
-        return handle.component_processes(settings.resolve({"home": str(self.home)}, environ=self.env))
-
-    def dags_dir(self) -> Path:
-        return self.home / "dags"
-
-    def write_dag(self, name: str, text: str) -> None:
-        (self.dags_dir() / name).write_text(text)
-
-    @property
-    def api(self) -> AirflowAPI:
-        if self._api is None:
-            self._api = AirflowAPI.for_stack(settings.resolve({"home": str(self.home)}, environ=self.env))
-        return self._api
-
-    def start(self, label: str, goal: str) -> None:
-        took, proc = _cli(self.env, "manage", "start", "--timeout", "300")
-        if proc.returncode != 0:
-            raise RuntimeError(f"manage start failed:\n{proc.stderr[-3000:]}")
-        self.result.add(label, round(took, 1), "s", goal)
-        self._api = None
-
-    def stop(self) -> None:
-        took, proc = _cli(self.env, "manage", "stop")
-        if proc.returncode != 0:
-            raise RuntimeError(f"manage stop failed:\n{proc.stderr[-3000:]}")
-        left = self.processes()
-        self.result.add("stop", round(took, 1), "s", "<= 10 s, no process left")
-        self.result.add("processes left after stop", len(left), "", "0")
-
-    def write_dags(self) -> None:
-        for name, text in BENCH_DAGS.items():
-            self.write_dag(name, text)
-        self.wait_registered(["bench_one", "bench_chain", "bench_fanout"], 120)
-        for d in ("bench_one", "bench_chain", "bench_fanout"):
-            self.api.patch(f"/dags/{d}", {"is_paused": False})
-
-    def wait_registered(self, dag_ids: list[str], timeout: float) -> float:
-        started = time.monotonic()
-        pending = set(dag_ids)
-        while pending:
-            known = {d["dag_id"] for d in self.api.paged("/dags", "dags", {"dag_id_pattern": "bench_"})}
-            pending -= known
-            if time.monotonic() - started > timeout:
-                raise RuntimeError(f"not registered after {timeout} s: {sorted(pending)[:5]}")
-            if pending:
-                time.sleep(POLL_S)
-        return time.monotonic() - started
-
-    run_timeout_s: float = RUN_TIMEOUT_S
-
-    def run(self, dag_id: str, conf: dict[str, Any] | None = None, poll: float = POLL_S) -> float:
-        """Trigger through the REST API, poll until final; seconds from trigger to the run's end."""
-        started, wall = time.monotonic(), time.time()
-        view = self.wait_run(self.trigger(dag_id, conf), started, poll)
-        if poll == POLL_S:
-            return time.monotonic() - started  # as a user polling every 0.2 s sees it
-        return datetime.fromisoformat(view["end_date"].replace("Z", "+00:00")).timestamp() - wall
-
-    def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
-        run = self.api.post(f"/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf or {}})
-        return f"/dags/{dag_id}/dagRuns/{run['dag_run_id']}"
-
-    def wait_run(self, path: str, started: float, poll: float = POLL_S) -> dict[str, Any]:
-        while True:
-            view = self.api.get(path)
-            if view["state"] in ("success", "failed"):
-                break
-            if time.monotonic() - started > self.run_timeout_s:
-                done = self.api.get(f"{path}/taskInstances", params={"state": "success", "limit": 1})
-                raise RunTimeout(f"{done['total_entries']} task(s) done, run still {view['state']} after "
-                                 f"{self.run_timeout_s:.0f} s")
-            time.sleep(poll)
-        if view["state"] != "success":
-            raise RuntimeError(f"run {path} failed")
-        return view
-
-    def latency(self, dag_id: str, label: str, goal: str) -> None:
-        first = self.run(dag_id)  # the first run after start: first parse, first fork, cold caches
-        times = [self.run(dag_id) for _ in range(self.sizes.latency_runs)]
-        self.result.add(f"{label} first run", round(first, 3), "s")
-        self.result.add(f"{label} p50", _pct(times, 0.5), "s", goal)
-        self.result.add(f"{label} p95", _pct(times, 0.95), "s")
-
-    def workload(self, n: int, label: str, goal: str) -> None:
-        try:
-            spent, took = _cpu_by_component(self.groups(), lambda: self.run("bench_fanout", {"n": n}, WORKLOAD_POLL_S))
-        except RunTimeout as exc:
-            self.result.add(f"{label} wall", f"not finished: {exc}", "", goal)
-            return
-        cpu = sum(spent.values())
-        self.result.add(f"{label} wall", round(took, 1), "s", goal)
-        self.result.add(f"{label} tasks per minute", round(n / took * 60), "tasks/min")
-        self.result.add(f"{label} CPU-seconds per task", round(cpu / n, 3), "CPU-s", "<= 0.12")
-        self.result.add(f"{label} CPU-seconds per task by component", _shares(spent, n), "CPU-s")
-
-    def scale_up(self) -> None:
-        """One more worker while a fan-out keeps the queue full: seconds from `manage scale` to the new
-        worker running a task (its log says 'Executing workload' when Celery hands it one)."""
-
-        s = settings.resolve({"home": str(self.home)}, environ=self.env)
-        name = f"worker-{s.workers + 1}"
-        log = self.home / "logs" / "components" / f"{name}.log"
-        seen = log.stat().st_size if log.exists() else 0  # a log of an earlier worker of that name
-        path = self.trigger("bench_fanout", {"n": 8 * s.worker_concurrency * (s.workers + 1)})
-        self._wait_running(path)
-        started = time.monotonic()
-        _, proc = _cli(self.env, "manage", "scale", "--workers", str(s.workers + 1), "--timeout", "300")
-        if proc.returncode != 0:
-            raise RuntimeError(f"manage scale failed:\n{proc.stderr[-3000:]}")
-        ready = time.monotonic() - started
-        while "Executing workload" not in _read_from(log, seen):
-            if time.monotonic() - started > SCALE_TIMEOUT_S:
-                raise RuntimeError(f"{name} ran no task within {SCALE_TIMEOUT_S} s of `manage scale`")
-            time.sleep(POLL_S)
-        took = time.monotonic() - started
-        self.wait_run(path, time.monotonic(), WORKLOAD_POLL_S)
-        self.result.add("scale-up: one more worker ready", round(ready, 1), "s")
-        self.result.add("scale-up: one more worker running a task", round(took, 1), "s", "<= 10 s")
-
-    def _wait_running(self, path: str) -> None:
-        """Until the run's mapped tasks run (the queue is then full), so the new worker finds work."""
-        deadline = time.monotonic() + SCALE_TIMEOUT_S
-        while not self.api.get(f"{path}/taskInstances", params={"state": "running", "task_id": "work",
-                                                                 "limit": 1})["total_entries"]:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"no task of {path} running after {SCALE_TIMEOUT_S} s")
-            time.sleep(POLL_S)
-
-    def many_files(self) -> None:
-        dags = self.home / "dags" / "bench_files"
-        staging = self.home / "run" / "bench_files"
-        staging.mkdir(parents=True, exist_ok=True)
-        for i in range(self.sizes.files):
-            (staging / f"bench_file_{i:03d}.py").write_text(TEN_TASKS.format(i=i))
-        started = time.monotonic()
-        os.replace(staging, dags)
-        self.wait_registered([f"bench_file_{i:03d}" for i in range(self.sizes.files)], 600)
-        self.result.add(f"{self.sizes.files} DAG files registered", round(time.monotonic() - started, 1), "s", "<= 10 s")
-
-    def probes(self) -> None:
-        import requests
-
-        url = f"http://127.0.0.1:{self.env['APACHE_AIRFLOW_API_PORT']}/api/v2/monitor/health"
-        session = requests.Session()
-        session.trust_env = False
-        times = []
-        for _ in range(self.sizes.probes):
-            t = time.monotonic()
-            session.get(url, timeout=10).raise_for_status()
-            times.append((time.monotonic() - t) * 1000)
-        self.result.add("health endpoint p50", _pct(times, 0.5), "ms")
-        self.result.add("health endpoint p99", _pct(times, 0.99), "ms", "<= 100 ms")
-        status = [(_cli(self.env, "status", "--format", "json")[0]) * 1000 for _ in range(max(3, self.sizes.probes // 10))]
-        self.result.add("status p50", round(_pct(status, 0.5)), "ms")
-        self.result.add("status p99", round(_pct(status, 0.99)), "ms")
-
-    def metadata_queries(self) -> None:
-        have = self.api.get("/dags/bench_one/dagRuns", params={"limit": 1})["total_entries"]
-        want = self.sizes.runs_in_db
-        self.api.patch("/dags/bench_one", {"is_paused": True})  # runs are created, not executed
-
-        def create(_: int) -> None:
-            self.api.post("/dags/bench_one/dagRuns", {"logical_date": None})
-
-        if want > have:
-            with ThreadPoolExecutor(max_workers=4) as pool:
-                list(pool.map(create, range(want - have)))
-        queries: dict[str, Callable[[], Any]] = {
-            "list DAGs": lambda: self.api.get("/dags", params={"limit": 100}),
-            "list runs": lambda: self.api.get("/dags/bench_one/dagRuns", params={"limit": 100, "order_by": "-run_after"}),
-            "list task instances": lambda: self.api.get("/dags/~/dagRuns/~/taskInstances", params={"limit": 100}),
-        }
-        for name, q in queries.items():
-            times = []
-            for _ in range(max(5, self.sizes.probes // 5)):
-                t = time.monotonic()
-                q()
-                times.append((time.monotonic() - t) * 1000)
-            self.result.add(f"{name} ({want} runs) p50", _pct(times, 0.5), "ms")
-            self.result.add(f"{name} ({want} runs) p99", _pct(times, 0.99), "ms", "<= 100 ms")
-
-    def memory(self, label: str, goal: str = "") -> None:
-        n, mib = _pss_mib(self.processes())
-        self.result.add(f"memory {label}", mib, f"MiB PSS ({n} processes)", goal)
-
-    def idle_cpu(self, seconds: float) -> None:
-        spent, _ = _cpu_by_component(self.groups(), lambda: time.sleep(seconds))
-        pct = sum(spent.values()) / seconds * 100
-        self.result.add("idle CPU", round(pct, 1), "% of one core", "<= 5 %")
-        self.result.add("idle CPU by component", _shares(spent, seconds / 100, "{:.1f}"), "% of one core")
 
 
 def run(quick: bool, output: Path | None, keep: bool = False, baseline: bool = False) -> dict[str, Any]:
@@ -425,25 +65,28 @@ def run(quick: bool, output: Path | None, keep: bool = False, baseline: bool = F
         b.metadata_queries()
         b.stop()
     finally:
-        _cli(env, "manage", "stop", "--force", timeout=120)
+        _force_stop(env)
         if not keep:
             shutil.rmtree(home, ignore_errors=True)
     data: dict[str, Any] = {"machine": machine, "figures": b.result.figures}
     if baseline:
         data["baseline"] = _baseline(Path(venv), sizes, keep, quick)
-    _print_table(data)
-    if output:
-        output.write_text(json.dumps(data, indent=2) + "\n")
-        printer.ok(f"wrote {output}")
+    report.show(data, output)
     return data
 
+
+def _force_stop(env: dict[str, str]) -> None:
+    """Whatever stopped the bench, no process of its stack is left; a stop that fails too is reported
+    without hiding why the bench stopped."""
+    try:
+        run_cli(env, "manage", "stop", "--force", timeout=120)
+    except CommandError as exc:
+        printer.warn(f"{exc.message}; its processes may still run")
 
 
 def _baseline(venv: Path, sizes: Sizes, keep: bool, quick: bool) -> dict[str, Any]:
     """The workloads that apply to `airflow standalone`, from the same venv, after the resource's stack
     has stopped (never both at once on the machine)."""
-    from airflow_resource.bench.baseline import StandaloneBench
-
     printer.step("baseline: the same workloads against `airflow standalone` (SQLite, LocalExecutor)")
     sb = StandaloneBench(venv, settings.resolve({}).service_user, [system.free_port() for _ in range(3)], sizes)
     if quick:
@@ -466,20 +109,3 @@ def _baseline(venv: Path, sizes: Sizes, keep: bool, quick: bool) -> dict[str, An
     finally:
         sb.cleanup(keep)
     return sb.result.figures
-
-
-def _print_table(data: dict[str, Any]) -> None:
-    machine, ours, theirs = data["machine"], data["figures"], data.get("baseline")
-    title = f"apache-airflow resource benchmark, {machine['cores']} cores, {machine['date']}"
-    if theirs is None:
-        rows = [[k, v["value"], v["unit"], v["goal"]] for k, v in ours.items()]
-        printer.table(["figure", "value", "unit", "goal"], rows, title=title)
-        return
-    from airflow_resource.bench.baseline import ratio
-
-    rows = []
-    for k, v in ours.items():
-        other = theirs.get(k, {}).get("value", "")
-        rows.append([k, v["value"], other, ratio(v["value"], other) if other != "" else "", v["unit"], v["goal"]])
-    rows += [[k, "", v["value"], "", v["unit"], ""] for k, v in theirs.items() if k not in ours]
-    printer.table(["figure", "resource", "standalone", "standalone/resource", "unit", "goal"], rows, title=title)

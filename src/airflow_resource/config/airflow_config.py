@@ -14,6 +14,7 @@ from airflow_resource.in_airflow import alerts
 from airflow_resource.errors import CommandError
 from airflow_resource.config.secrets import Secrets, placeholder
 from airflow_resource.config.settings import Settings
+from airflow_resource.config import venv as venv_contents
 
 AIRFLOW_DB = "airflow"        # metadata database
 AIRFLOW_DB_USER = "airflow"
@@ -165,9 +166,7 @@ def tuning(s: Settings) -> dict[str, str]:
 
 
 def _has_gunicorn(venv: Path) -> bool:
-    from airflow_resource.stack import installer  # installer imports datastores, which imports this module
-
-    return installer.has_module(venv, "gunicorn")
+    return venv_contents.has_module(venv, "gunicorn")
 
 
 def child_path(s: Settings) -> str:

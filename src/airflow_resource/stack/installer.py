@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import glob
 import os
 import shutil
 import subprocess
@@ -19,6 +18,11 @@ from airflow_resource.stack import system
 from airflow_resource.paths import EXAMPLE_DAGS_DIR, REPO_ROOT
 from airflow_resource.errors import AlreadySo, CommandError
 from airflow_resource.config.settings import Settings
+# What the venv holds is config's to read (the Airflow environment depends on it); the names stay
+# importable here for the installer's callers.
+from airflow_resource.config.venv import (  # noqa: F401
+    VENV_MODULES, airflow_version, has_module, has_resource_package, missing_modules,
+)
 
 MARKER = pinned_sets.HOME_RECORD
 PIP_TIMEOUT_S = 1800
@@ -66,37 +70,6 @@ def check_pinned_set(s: Settings) -> None:
 def is_installed(s: Settings) -> bool:
     return (marker(s).exists() and airflow_version(s.venv) == home_set(s).airflow
             and not missing_modules(s.venv))
-
-
-# Python packages of the lock file the stack needs beyond Airflow itself: a venv made before one was
-# pinned is completed from the lock file at the next install (and so at the next `manage start`).
-VENV_MODULES = ("statsd",)  # Airflow's statsd client: without it Airflow silently sends no metrics
-
-
-def _site_packages(venv: Path) -> Path:
-    return venv / "lib" / "python3*" / "site-packages"
-
-
-def has_module(venv: Path, module: str) -> bool:
-    """Is the package installed in the venv (read from its folder, no import: fast)?"""
-    return bool(glob.glob(str(_site_packages(venv) / module / "__init__.py")))
-
-
-def missing_modules(venv: Path) -> list[str]:
-    return [m for m in VENV_MODULES if not has_module(venv, m)]
-
-
-def has_resource_package(venv: Path) -> bool:
-    """Components run this package's modules (launcher, metrics, housekeeper) with the stack venv's Python."""
-    return venv == Path(sys.prefix) or bool(glob.glob(str(_site_packages(venv) / "airflow_resource-*.dist-info")))
-
-
-def airflow_version(venv: Path) -> str | None:
-    """Installed Airflow version, read from its dist-info (no import: fast)."""
-    found = glob.glob(str(_site_packages(venv) / "apache_airflow-*.dist-info"))
-    if not found:
-        return None
-    return Path(found[0]).name[len("apache_airflow-"):-len(".dist-info")]
 
 
 def python_version(python: Path) -> str:
