@@ -8,6 +8,7 @@ import pytest
 
 from airflow_resource import RESOURCE_NAME, __version__
 from airflow_resource import cli
+from airflow_resource.cli import common, manage, status
 from airflow_resource.config import settings
 from airflow_resource.errors import EXIT_ERROR
 
@@ -58,8 +59,9 @@ def test_version(capsys):
 
 def test_parser_defaults():
     args = cli.PARSER.parse_args(["manage", "start"])
-    assert args.action == "start" and args.func is cli.cmd_manage
-    assert args.timeout is None and args.no_wait is False and args.force is False
+    assert args.action == "start" and args.spec.load() is manage.cmd_start
+    assert args.timeout is None and args.no_wait is False
+    assert cli.PARSER.parse_args(["manage", "stop"]).force is False  # start has no --force
     args = cli.PARSER.parse_args(["logs", "scheduler", "-f"])
     assert (args.words, args.tail, args.follow) == (["scheduler"], 50, True)
     args = cli.PARSER.parse_args(["credentials", "--show-secrets", "--format", "env"])
@@ -70,7 +72,7 @@ def test_parser_defaults():
 
 def test_set_flags_reach_settings(home, clean_environ):
     args = cli.PARSER.parse_args(["status", "--home", str(home), "--set", "api-port=58080", "--set", "WORKERS=3"])
-    s = cli._settings(args)
+    s = common.settings(args)
     assert s.home == home
     assert s.api_port == 58080 and s.sources["api_port"] == "flag"
     assert s.workers == 3
@@ -110,7 +112,7 @@ def test_info_json(capsys):
 @pytest.mark.parametrize("seconds, text", [(None, "-"), (0, "0s"), (59, "59s"), (65, "1m05s"), (3600, "1h00m"),
                                            (3725, "1h02m")])
 def test_duration(seconds, text):
-    assert cli._duration(seconds) == text
+    assert status.duration(seconds) == text
 
 
 @pytest.mark.parametrize("argv", [["manage", "scale"], ["manage", "scale", "--workers", "-1"],
