@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import sys
 from typing import Any, Iterator
 
 from rich.console import Console
+from rich.markup import escape as rich_escape
 from rich.table import Table
 
 # Off a terminal (pipes, CI logs) rich would assume 80 columns and wrap tables; allow wide lines there.
@@ -31,22 +31,9 @@ class Markup(str):
     """Text whose tags are meant and whose user strings are escaped: `table` prints it as markup."""
 
 
-_TAG = re.compile(r"(\\*)(\[[a-z#/@][^[]*?])")  # what rich would read as a tag, with the backslashes before it
-
-
 def escape(value: Any) -> str:
-    """Any value as text that rich prints literally. Unlike rich's escape, a tag already escaped (an odd
-    number of backslashes before it) is left as it is, so text a caller escaped is not escaped twice (its
-    backslashes would show); the price is that a backslash typed before a bracket is read as an escape."""
-
-    def one(m: re.Match[str]) -> str:
-        backslashes, tag = m.groups()
-        return m.group(0) if len(backslashes) % 2 else f"{backslashes}\\{tag}"
-
-    text = _TAG.sub(one, str(value))
-    if (len(text) - len(text.rstrip("\\"))) % 2:  # a trailing backslash would escape the tag that follows
-        text += "\\"
-    return text
+    """Any value as text that rich prints literally (paths, DAG ids, messages from the API, patterns)."""
+    return rich_escape(str(value))
 
 
 def markup(template: str, *values: Any) -> Markup:

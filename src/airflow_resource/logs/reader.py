@@ -9,7 +9,6 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from rich.markup import escape
 
 from airflow_resource import printer
 from airflow_resource.logs import tasklogs
@@ -41,7 +40,7 @@ def show(s: Settings, component: str | None, tail: int, follow: bool) -> int:
     chosen = {component: logs[component]} if component else {k: v for k, v in logs.items() if k != "supervisord"}
     for name, path in chosen.items():
         if len(chosen) > 1:
-            printer.info(f"[bold]==> {name} ({path}) <==[/]")
+            printer.info("[bold]==> {} ({}) <==[/]", name, path)
         for line in _tail(path, tail):
             print(line, end="" if line.endswith("\n") else "\n")
     if follow:
@@ -189,7 +188,7 @@ def search(s: Settings, pattern: str, *, dag: str | None = None, task: str | Non
     if truncated:
         printer.warn(f"stopped at {limit} matches; narrow the search (--dag, --run, --task, --since) or raise --limit")
     if not result["matches"]:
-        printer.warn(f"no match for {escape(repr(pattern))} in {result['files_searched']} log file(s)")
+        printer.warn(f"no match for {pattern!r} in {result['files_searched']} log file(s)")
         return EXIT_ALREADY
     return 0
 
@@ -205,7 +204,7 @@ def _print_matches(result: dict[str, Any], components: bool) -> None:
             task = m["task_id"] + (f"[{m['map_index']}]" if m["map_index"] >= 0 else "")
             label = f"{m['dag_id']} / {m['run_id']} / {task} / try {m['try_number']}"
         if key != last:
-            printer.info(f"[bold]{escape(label)}[/]")
+            printer.info("[bold]{}[/]", label)
             last = key
         print(f"  {m['line']:>5}: {m['text']}")
     printer.step(f"{len(result['matches'])} match(es) in {result['files_searched']} log file(s), "
