@@ -105,3 +105,9 @@ def _detail(r: requests.Response) -> str:
         return "; ".join(f"{'.'.join(str(x) for x in d.get('loc', []))}: {d.get('msg')}" for d in detail
                          if isinstance(d, dict)) or str(detail)
     return str(detail)[:500]
+
+
+def last_line(text: str | None) -> str:
+    """The last line of a text the API returns, e.g. an import error's stack trace: the exception itself."""
+    lines = (text or "").strip().splitlines()
+    return lines[-1] if lines else ""

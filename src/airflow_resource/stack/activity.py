@@ -8,9 +8,9 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
+from airflow_resource.api import last_line
 from airflow_resource.config import airflow_config
 from airflow_resource.stack import broker
-from airflow_resource.dags import content
 from airflow_resource.stack import probes
 from airflow_resource.config.secrets import Secrets
 from airflow_resource.config.settings import Settings
@@ -39,7 +39,7 @@ def _import_errors(api: Any) -> dict[str, Any]:
     data = api.get("/importErrors", params={"limit": IMPORT_ERRORS_SHOWN, "order_by": "-timestamp"})
     return {"count": data.get("total_entries", 0),
             "errors": [{"file": e.get("filename"), "timestamp": e.get("timestamp"),
-                        "error": content.last_line(e.get("stack_trace"))} for e in data.get("import_errors", [])]}
+                        "error": last_line(e.get("stack_trace"))} for e in data.get("import_errors", [])]}
 
 
 def _last_failures(api: Any) -> list[dict[str, Any]]:
