@@ -252,10 +252,3 @@ class TestSmallHelpers:
     def test_a_path_segment_is_quoted_whole(self):
         assert restapi.q("my dag/v2") == "my%20dag%2Fv2"
         assert restapi.q("scheduled__2026-01-05T00:00:00+00:00") == "scheduled__2026-01-05T00%3A00%3A00%2B00%3A00"
-
-    def test_content_keeps_the_names_its_callers_use(self):
-        from airflow_resource.dags import content
-
-        assert content.add is files.add and content.task_log is runs.task_log
-        assert content.REGISTER_TIMEOUT_S == files.REGISTER_TIMEOUT_S
-        assert all(callable(getattr(content, n)) for n in content.__all__ if n != "REGISTER_TIMEOUT_S")

@@ -148,6 +148,6 @@ class StandaloneBench(Bench):
         if self.proc is not None and self.proc.poll() is None:
             self._terminate()
         if keep:
-            printer.info(f"standalone home kept: {self.home}")
+            printer.info("standalone home kept: {}", self.home)
         else:
             shutil.rmtree(self.home, ignore_errors=True)

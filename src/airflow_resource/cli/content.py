@@ -13,84 +13,84 @@ from airflow_resource.errors import CommandError
 
 
 def cmd_add(args: argparse.Namespace) -> int:
-    from airflow_resource.dags import content
+    from airflow_resource.dags import files
 
     s = settings(args, running=True)
     source = args.file or args.path
     if not source:
         raise CommandError("content add needs --file PATH", "e.g. ./cli.sh content add --file my_dag.py")
-    content.add(s, Path(source), args.name, args.force, wait=not args.no_wait,
-                timeout=args.timeout or content.REGISTER_TIMEOUT_S)
+    files.add(s, Path(source), args.name, args.force, wait=not args.no_wait,
+                timeout=args.timeout or files.REGISTER_TIMEOUT_S)
     return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from airflow_resource.dags import content
+    from airflow_resource.dags import files
 
-    return content.show_list(settings(args, running=True), args.format, args.filter)
+    return files.show_list(settings(args, running=True), args.format, args.filter)
 
 
 def cmd_get(args: argparse.Namespace) -> int:
-    from airflow_resource.dags import content
+    from airflow_resource.dags import files
 
     s = settings(args, running=True)
-    return content.get(s, dag_name(args), path(args.output))
+    return files.get(s, dag_name(args), path(args.output))
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
-    from airflow_resource.dags import content
+    from airflow_resource.dags import files
 
     s = settings(args, running=True)
-    return content.remove(s, dag_name(args), args.force, args.purge)
+    return files.remove(s, dag_name(args), args.force, args.purge)
 
 
 def cmd_execute(args: argparse.Namespace) -> int:
-    from airflow_resource.dags import content
+    from airflow_resource.dags import runs
 
     s = settings(args, running=True)
     name = dag_name(args)
-    conf = content.parse_conf(args.conf or args.options, args.param)
-    return content.execute(s, name, conf, args.wait, args.timeout or DEFAULT_RUN_TIMEOUT_S)
+    conf = runs.parse_conf(args.conf or args.options, args.param)
+    return runs.execute(s, name, conf, args.wait, args.timeout or DEFAULT_RUN_TIMEOUT_S)
 
 
 # ---------------------------------------------------------------- dags
 
 
 def cmd_pause(args: argparse.Namespace) -> int:
-    from airflow_resource.dags import content
+    from airflow_resource.dags import runs
 
     s = settings(args, running=True)
-    return content.set_paused(s, dag_name(args), True)
+    return runs.set_paused(s, dag_name(args), True)
 
 
 def cmd_unpause(args: argparse.Namespace) -> int:
-    from airflow_resource.dags import content
+    from airflow_resource.dags import runs
 
     s = settings(args, running=True)
-    return content.set_paused(s, dag_name(args), False)
+    return runs.set_paused(s, dag_name(args), False)
 
 
 def cmd_clear(args: argparse.Namespace) -> int:
-    from airflow_resource.dags import content
+    from airflow_resource.dags import runs
 
     s = settings(args, running=True)
-    return content.clear(s, dag_name(args), args.run, args.all_tasks, args.wait,
+    return runs.clear(s, dag_name(args), args.run, args.all_tasks, args.wait,
                          args.timeout or DEFAULT_RUN_TIMEOUT_S)
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
-    from airflow_resource.dags import content
+    from airflow_resource.dags import runs
 
     s = settings(args, running=True)
     name = dag_name(args)
     if not (args.start and args.end):
         raise CommandError("backfill needs --from and --to", "e.g. --from 2026-01-01 --to 2026-01-07")
-    return content.backfill(s, name, args.start, args.end, args.reprocess, args.wait,
+    return runs.backfill(s, name, args.start, args.end, args.reprocess, args.wait,
                             args.timeout or DEFAULT_RUN_TIMEOUT_S)
 
 
 def cmd_test(args: argparse.Namespace) -> int:
-    from airflow_resource.dags import content, devtest
+    from airflow_resource.dags import devtest, runs
 
     s = settings(args, running=True)
-    return devtest.cli_run(s, dag_name(args), content.parse_conf(args.conf, args.param), args.file)
+    return devtest.cli_run(s, dag_name(args), runs.parse_conf(args.conf, args.param), args.file)

@@ -197,7 +197,7 @@ def show_list(s: Settings, fmt: str, text_filter: str | None) -> int:
     printer.table(["dag_id", "file", "paused", "schedule", "last run", "when", "next run"], rows,
                   title=f"{len(rows)} DAG(s) in {s.dags_dir}")
     for e in data["import_errors"]:
-        printer.info(f"[red]import error[/] {e['file']}: {e['error']}")
+        printer.info("[red]import error[/] {}: {}", e["file"], e["error"])
     return 0
 
 
@@ -220,8 +220,9 @@ def get(s: Settings, name: str, output: Path | None) -> int:
         output.write_text(source)
         printer.ok(f"wrote {output}")
     else:
-        printer.info(f"[bold]{name}[/]  file {details.get('fileloc')}  paused {details.get('is_paused')}  "
-                     f"schedule {details.get('timetable_summary') or '-'}  tags {', '.join(t['name'] for t in dag.get('tags', []))}")
+        printer.info("[bold]{}[/]  file {}  paused {}  schedule {}  tags {}", name, details.get("fileloc"),
+                     details.get("is_paused"), details.get("timetable_summary") or "-",
+                     ", ".join(t["name"] for t in dag.get("tags", [])))
         params = details.get("params") or {}
         if params:
             printer.info("params: " + ", ".join(f"{k}={v.get('value')!r}" for k, v in params.items()))

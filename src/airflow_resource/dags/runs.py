@@ -104,7 +104,7 @@ def follow_run(api: AirflowAPI, dag_id: str, run_id: str, timeout: float, starte
             state = ti.get("state") or "none"
             if seen.get(key) != state:
                 seen[key] = state
-                printer.info(f"  {time.monotonic() - started:6.1f}s  {key:<40} {_colour(state)}")
+                printer.info(f"  {time.monotonic() - started:6.1f}s  {{:<40}} {_colour(state)}", key)
         if run["state"] in FINAL_RUN_STATES:
             break
         if time.monotonic() - started > timeout:
@@ -145,7 +145,7 @@ def task_log(api: AirflowAPI, dag_id: str, run_id: str, task_id: str, try_number
 def print_task_log(api: AirflowAPI, dag_id: str, run_id: str, ti: dict[str, Any]) -> None:
     text = task_log(api, dag_id, run_id, ti["task_id"], max(1, ti.get("try_number") or 1), ti.get("map_index", -1))
     lines = text.splitlines()[-LOG_TAIL_LINES:]
-    printer.info(f"[bold red]--- log of failed task {ti['task_id']} (try {ti.get('try_number')}) ---[/]")
+    printer.info("[bold red]--- log of failed task {} (try {}) ---[/]", ti["task_id"], ti.get("try_number"))
     print("\n".join(lines))
 
 

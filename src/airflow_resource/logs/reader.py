@@ -294,12 +294,12 @@ def task_log(s: Settings, dag: str, run: str, task: str, try_number: int | None,
         if path.exists():
             _print_lines(path.read_text(errors="replace"))
             for part in sorted(path.parent.glob(path.name + ".trigger.*.log")):
-                printer.info(f"[bold]--- the part that ran in the triggerer ({part.name}) ---[/]")
+                printer.info("[bold]--- the part that ran in the triggerer ({}) ---[/]", part.name)
                 _print_lines(part.read_text(errors="replace"))
         else:  # a worker on another machine, or removed by retention: ask the api-server
-            from airflow_resource.dags import content
+            from airflow_resource.dags import runs
 
-            print(content.task_log(api, dag, run, task, chosen, map_index), flush=True)
+            print(runs.task_log(api, dag, run, task, chosen, map_index), flush=True)
         return 0
     return _follow_task(s, api, dag, run, task, map_index, chosen, follow_retries=try_number is None)
 
