@@ -37,10 +37,10 @@ class AirflowAPI:
                                       json={"username": self._auth[0], "password": self._auth[1]})
             except (requests.ConnectionError, requests.Timeout):
                 raise CommandError(f"the API at {self.base} does not answer",
-                                   "is the stack running and healthy? ./cli.sh status --verbose") from None
+                                   "is the stack running and healthy? `./cli.sh status --verbose`") from None
             if r.status_code not in (200, 201):
                 raise CommandError(f"login to the API failed (HTTP {r.status_code}): {_detail(r)}",
-                                   "check the admin password: ./cli.sh credentials --show-secrets")
+                                   "check the admin password: `./cli.sh credentials --show-secrets`")
             self._token = r.json()["access_token"]
         return self._token
 
@@ -58,7 +58,7 @@ class AirflowAPI:
                 if attempt == attempts:
                     what = "did not answer in time" if isinstance(exc, requests.Timeout) else "does not answer"
                     raise CommandError(f"the API at {self.base} {what} ({method} {path})",
-                                       "is the stack running and healthy? ./cli.sh status --verbose") from None
+                                       "is the stack running and healthy? `./cli.sh status --verbose`") from None
                 time.sleep(RETRY_PAUSE_S * attempt)
         if r.status_code not in ok:
             raise APIError(r.status_code, f"{method} {path}: HTTP {r.status_code}: {_detail(r)}")

@@ -3,7 +3,7 @@
 Exit 2 ("already so") is raised one way: a command that has nothing to do raises AlreadySo, and
 cli.main prints its message like any error. Only a command whose answer is its output (a report, a
 listing, JSON a program reads) prints that answer and returns EXIT_ALREADY, because raising would lose
-it: `status` of a stopped stack, `backup list` of an empty folder.
+it: `./cli.sh status` of a stopped stack, `./cli.sh backup list` of an empty folder.
 """
 
 # Exit codes of the resource contract.

@@ -2,7 +2,7 @@
 SHA-256 of every other member), and the passphrase encryption of the secrets in it.
 
 Written to a 0600 partial file and renamed, so an archive under its name is complete. Read as a stream:
-`backup list` stops after the manifest; a restore checks every member against it while extracting.
+`./cli.sh backup list` stops after the manifest; a restore checks every member against it while extracting.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ READ_ERRORS = (tarfile.TarError, OSError, EOFError, zlib.error, ValueError, KeyE
 
 def damaged(path: Path, why: str) -> CommandError:
     return CommandError(f"{path} is damaged or not a backup archive: {why}",
-                        "use another archive (`backup list`); nothing was changed")
+                        "use another archive (`./cli.sh backup list`); nothing was changed")
 
 
 # ---------------------------------------------------------------- passphrase encryption
@@ -135,7 +135,7 @@ def write(dest: Path, manifest: dict[str, Any], root: Path) -> None:
 # ---------------------------------------------------------------- reading
 
 def read_manifest(path: Path) -> dict[str, Any]:
-    """The manifest alone (the first member): what `backup list` shows, without reading the rest."""
+    """The manifest alone (the first member): what `./cli.sh backup list` shows, without reading the rest."""
     try:
         with tarfile.open(path, "r|gz") as tar:
             first = tar.next()

@@ -1,4 +1,4 @@
-"""`backup create` / `backup list` and the retention of scheduled backups.
+"""`./cli.sh backup create` / `./cli.sh backup list` and the retention of scheduled backups.
 
 An archive holds the `airflow` (metadata) and `resource_data` databases as pg_dump custom-format dumps,
 the DAG folder, the plugins folder, resource.toml and the effective settings, and secrets.env encrypted
@@ -116,7 +116,7 @@ def create(s: Settings, sec: Secrets, who: system.RunAs, running: bool, passphra
                            "back that server up with its own tools (pg_dump), and the DAG folder with yours")
     if not (s.postgres_dir / "PG_VERSION").exists():
         raise CommandError(f"no PostgreSQL data in {s.postgres_dir}: nothing to back up",
-                           "run `manage start` first")
+                           "run `./cli.sh manage start` first")
     created = time.time()
     dest = (output or s.backups_dir / archive_name(created, kind)).absolute()
     if dest.exists():

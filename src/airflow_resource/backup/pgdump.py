@@ -33,7 +33,7 @@ def pg_bindir() -> Path:
     found = system.pg_bindir()
     if found is None:
         raise CommandError("PostgreSQL's programs (pg_dump, pg_restore, postgres) are not installed",
-                           "install them (Debian/Ubuntu: apt-get install postgresql), or run `manage install`")
+                           "install them (Debian/Ubuntu: apt-get install postgresql), or run `./cli.sh manage install`")
     return found
 
 

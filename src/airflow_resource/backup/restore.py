@@ -1,4 +1,4 @@
-"""`backup restore`: an archive into a stopped or fresh home, all or nothing.
+"""`./cli.sh backup restore`: an archive into a stopped or fresh home, all or nothing.
 
 Everything is built beside what it replaces first: the archive is extracted and checked against its
 manifest, the secrets decrypted, a new PostgreSQL cluster initialised and the dumps restored into it
@@ -46,14 +46,14 @@ def check_compatible(manifest: dict[str, Any], machine_pg_major: str | None, air
     airflow = str(manifest.get("airflow_version"))
     if _version(airflow) > _version(airflow_here):
         raise CommandError(f"the backup is from Airflow {airflow}, newer than this home's {airflow_here}",
-                           "restore it into a home on that Airflow's pinned set (or newer: `manage upgrade` "
+                           "restore it into a home on that Airflow's pinned set (or newer: `./cli.sh manage upgrade` "
                            "moves a home forward); nothing was changed")
 
 
 def _refuse_running(s: Settings) -> None:
     if handle.is_running(s) or handle.stack_processes(s):
         raise CommandError(f"the stack in {s.home} is running; a restore replaces its database and files",
-                           "stop it first (`manage stop`), or restore into a fresh home (APACHE_AIRFLOW_HOME)")
+                           "stop it first (`./cli.sh manage stop`), or restore into a fresh home (APACHE_AIRFLOW_HOME)")
 
 
 def _secrets(s: Settings, manifest: dict[str, Any], extracted: Path, passphrase: str | None) -> tuple[Secrets, str | None]:
@@ -123,7 +123,7 @@ def swap_in(pairs: list[tuple[Path, Path]]) -> None:
 def restore(s: Settings, path: Path, passphrase_file: Path | None, force: bool) -> dict[str, Any]:
     _refuse_running(s)
     if not path.is_file():
-        raise CommandError(f"{path}: no such archive", "`backup list` shows the archives in <home>/backups")
+        raise CommandError(f"{path}: no such archive", "`./cli.sh backup list` shows the archives in <home>/backups")
     if not s.embedded_postgres:
         raise CommandError("restore covers the embedded PostgreSQL only; this home uses APACHE_AIRFLOW_POSTGRES_URL",
                            "restore that server with its own tools (pg_restore)")
@@ -131,7 +131,7 @@ def restore(s: Settings, path: Path, passphrase_file: Path | None, force: bool) 
     check_compatible(manifest, system.pg_major(pgdump.pg_bindir()), installer.home_airflow_version(s))
     if datastores.is_initialised(s) and not force:
         raise CommandError(f"{s.home} already holds a metadata database; a restore replaces it",
-                           "back it up first (`backup create`), then pass --force; or restore into a fresh home")
+                           "back it up first (`./cli.sh backup create`), then pass --force; or restore into a fresh home")
     passphrase = None
     if manifest.get("secrets_encryption"):
         passphrase = archive.read_passphrase(passphrase_file, configured=s.backup_passphrase_file)

@@ -1,9 +1,9 @@
-"""`manage upgrade` and `manage rollback`: move a home to a newer pinned set, and back.
+"""`./cli.sh manage upgrade` and `./cli.sh manage rollback`: move a home to a newer pinned set, and back.
 
 Upgrade: the new set's venv is built beside the one in use while the stack still runs (a venv is never
 rebuilt in place: the old one stays for a rollback), then the stack stops, a backup of the stopped
 stack is taken (an exact copy of what the old set ran), the home's record moves to the new set and
-`manage start` runs `airflow db migrate` with the new venv and waits until every component is healthy.
+`./cli.sh manage start` runs `airflow db migrate` with the new venv and waits until every component is healthy.
 Any failure after the stop rolls back by itself: the record goes back, the backup is restored (the
 migration may have changed the schema), and the stack is started on the old set again if it ran.
 
@@ -41,7 +41,7 @@ from airflow_resource.config.settings import Settings
 
 STOP_TIMEOUT_S = 60
 VERIFY_TIMEOUT_S = 180
-PRE_UPGRADE, PRE_ROLLBACK = "pre-upgrade", "pre-rollback"  # kinds of the archives, in `backup list`
+PRE_UPGRADE, PRE_ROLLBACK = "pre-upgrade", "pre-rollback"  # kinds of the archives, in `./cli.sh backup list`
 
 
 @dataclass(frozen=True)
@@ -69,12 +69,12 @@ def plan_upgrade(s: Settings, to: str | None) -> Plan:
     target = pinned_sets.get(to) if to else pinned_sets.newest()
     if version_key(target.airflow) == version_key(current.airflow):
         raise AlreadySo(f"{s.home} already runs pinned set {current.name} (Airflow {current.airflow})",
-                        "`resource-apache-airflow info` lists the pinned sets")
+                        "`./cli.sh info` lists the pinned sets")
     if version_key(target.airflow) < version_key(current.airflow):
         raise CommandError(
             f"pinned set {target.name} (Airflow {target.airflow}) is older than the one {s.home} runs, "
             f"{current.name} (Airflow {current.airflow}): an upgrade only moves forward",
-            "to undo the last upgrade: `manage rollback`; to run an older set: restore a backup made on it "
+            "to undo the last upgrade: `./cli.sh manage rollback`; to run an older set: restore a backup made on it "
             "into a fresh home installed with --pinned-set; nothing was changed")
     _require_embedded(s, "an upgrade")
     configured = s.configured_venv or s.venv
@@ -96,7 +96,7 @@ def _refuse_half_running(s: Settings) -> bool:
     running = handle.is_running(s)
     if not running and handle.stack_processes(s):
         raise CommandError(f"the stack in {s.home} is partly running (supervisord is gone, components are not)",
-                           "run `manage stop` first; nothing was changed")
+                           "run `./cli.sh manage stop` first; nothing was changed")
     return running
 
 
@@ -185,7 +185,7 @@ def upgrade(s: Settings, to: str | None, yes: bool, timeout: float,
               "timings_s": {k: (round(v, 1) if v is not None else None) for k, v in timings.items()}}
     printer.ok(f"upgraded {s.home} from Airflow {p.current.airflow} to {p.target.airflow} in {timings['total']:.0f} s")
     printer.ok(f"pre-upgrade backup: {archive_path}")
-    printer.ok(f"the previous venv stays in {p.current_venv}; go back with: resource-apache-airflow manage rollback")
+    printer.ok(f"the previous venv stays in {p.current_venv}; go back with: `./cli.sh manage rollback`")
     return report
 
 
@@ -206,9 +206,9 @@ def _roll_back_failed_upgrade(s: Settings, new_s: Settings, old_record: dict[str
         detail = again.message if isinstance(again, CommandError) else str(again)
         raise CommandError(
             f"the upgrade to pinned set {p.target.name} failed ({reason}), and so did the rollback: {detail}",
-            f"the pre-upgrade backup is {archive_path}: `manage stop --force`, then "
-            f"`backup restore {archive_path} --force`, then `manage start`") from exc
-    hint = exc.hint if isinstance(exc, CommandError) and exc.hint else "read the components' logs: `logs --tail 100`"
+            f"the pre-upgrade backup is {archive_path}: `./cli.sh manage stop --force`, then "
+            f"`./cli.sh backup restore {archive_path} --force`, then `./cli.sh manage start`") from exc
+    hint = exc.hint if isinstance(exc, CommandError) and exc.hint else "read the components' logs: `./cli.sh logs --tail 100`"
     raise CommandError(
         f"the upgrade to pinned set {p.target.name} (Airflow {p.target.airflow}) failed and was rolled back: "
         f"{s.home} runs pinned set {p.current.name} (Airflow {p.current.airflow}) again, its database restored "
@@ -226,7 +226,7 @@ def rollback(s: Settings, yes: bool, timeout: float,
     current = installer.home_set(s)
     if not prev:
         raise AlreadySo(f"{s.home} has no upgrade to roll back (it runs pinned set {current.name}, "
-                        f"Airflow {current.airflow})", "`manage upgrade` moves it to a newer pinned set")
+                        f"Airflow {current.airflow})", "`./cli.sh manage upgrade` moves it to a newer pinned set")
     _require_embedded(s, "a rollback")
     configured = s.configured_venv or s.venv
     old_venv = Path(prev["venv"]) if prev.get("venv") else configured

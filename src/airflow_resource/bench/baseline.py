@@ -1,4 +1,4 @@
-"""`bench --baseline`: the same workloads against `airflow standalone` from the same venv.
+"""`./cli.sh bench --baseline`: the same workloads against `airflow standalone` from the same venv.
 
 Standalone is Airflow as its quick start runs it: SQLite, LocalExecutor, its own defaults, one
 process tree. It runs as the service user in a temporary AIRFLOW_HOME on free ports; the bench DAGs

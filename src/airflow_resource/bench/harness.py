@@ -1,8 +1,8 @@
-"""`bench`: start the resource in a temporary home on free ports and measure it; with --baseline,
+"""`./cli.sh bench`: start the resource in a temporary home on free ports and measure it; with --baseline,
 then the same workloads against `airflow standalone`.
 
 Prints a table and writes JSON. Figures, not assertions: tests only check that the harness
-runs (`bench --quick`). Workload DAGs are generated into the temporary home's dags folder.
+runs (`./cli.sh bench --quick`). Workload DAGs are generated into the temporary home's dags folder.
 """
 
 from __future__ import annotations

@@ -59,7 +59,7 @@ def run_cli(env: dict[str, str], *args: str, timeout: float = 900) -> tuple[floa
 
 
 def _keep_hint(home: Path) -> str:
-    return f"the logs are under {home / 'logs'}; `bench --keep` keeps that home after the bench (removed otherwise)"
+    return f"the logs are under {home / 'logs'}; `./cli.sh bench --keep` keeps that home after the bench (removed otherwise)"
 
 
 def _read_from(path: Path, offset: int) -> str:
@@ -225,7 +225,7 @@ class Bench:
         self.result.add(f"{label} CPU-seconds per task by component", _shares(spent, n), "CPU-s")
 
     def scale_up(self) -> None:
-        """One more worker while a fan-out keeps the queue full: seconds from `manage scale` to the new
+        """One more worker while a fan-out keeps the queue full: seconds from `./cli.sh manage scale` to the new
         worker running a task (its log says 'Executing workload' when Celery hands it one)."""
 
         s = settings.resolve({"home": str(self.home)}, environ=self.env)
@@ -241,7 +241,7 @@ class Bench:
         ready = time.monotonic() - started
         while "Executing workload" not in _read_from(log, seen):
             if time.monotonic() - started > SCALE_TIMEOUT_S:
-                raise CommandError(f"{name} ran no task within {SCALE_TIMEOUT_S} s of `manage scale`", self.hint)
+                raise CommandError(f"{name} ran no task within {SCALE_TIMEOUT_S} s of `./cli.sh manage scale`", self.hint)
             time.sleep(POLL_S)
         took = time.monotonic() - started
         self.wait_run(path, time.monotonic(), WORKLOAD_POLL_S)

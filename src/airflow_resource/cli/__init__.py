@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = PARSER.parse_args(argv or ["help"])
     spec = getattr(args, "spec", None)
-    if spec is None:  # only top-level flags: what `help` shows
+    if spec is None:  # only top-level flags: what `./cli.sh help` shows
         args = PARSER.parse_args(["help"])
         spec = args.spec
     try:

@@ -1,4 +1,4 @@
-"""`backup create`, `backup list`, `backup restore`."""
+"""`./cli.sh backup create`, `./cli.sh backup list`, `./cli.sh backup restore`."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def cmd_create(args: argparse.Namespace) -> int:
     running = handle.is_running(s)
     if not running and handle.stack_processes(s):
         raise CommandError(f"the stack in {s.home} is partly running (supervisord is gone, components are not)",
-                           "run `manage stop` first, then back up the stopped stack")
+                           "run `./cli.sh manage stop` first, then back up the stopped stack")
     sec = secrets.require_installed(s)
     passphrase = None
     if not args.no_secrets:
@@ -56,21 +56,21 @@ def cmd_list(args: argparse.Namespace) -> int:
             [Path(r["file"]).name, r.get("created", "-"), r.get("kind", "-"), backup.human_size(r["size"]),
              r.get("airflow_version", "-"), _contents(r)] for r in rows], title=f"backups in {s.backups_dir}")
     else:
-        printer.info("no backups in {}; make one with: ./cli.sh backup create", s.backups_dir)
+        printer.info("no backups in {}; make one with: `./cli.sh backup create`", s.backups_dir)
     return 0 if rows else EXIT_ALREADY  # the listing is the answer: printed, then exit 2 (errors.py)
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
     s = settings(args, running=True)
     if not args.file:
-        raise CommandError("backup restore needs the archive", "e.g. ./cli.sh backup restore <home>/backups/FILE")
+        raise CommandError("backup restore needs the archive", "e.g. `./cli.sh backup restore <home>/backups/FILE`")
     from airflow_resource.backup import restore
 
     started = time.monotonic()
     manifest = restore.restore(s, Path(args.file), path(args.passphrase_file), args.force)
     printer.ok(f"restored {Path(args.file).name} (made {manifest['created']}) into {s.home} "
                f"in {time.monotonic() - started:.1f} s")
-    printer.info("start it with: ./cli.sh manage start")
+    printer.info("start it with: `./cli.sh manage start`")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""`content` (DAG files and runs: add, list, get, remove, execute) and `dags` (pause, unpause, clear,
+"""`./cli.sh content` (DAG files and runs: add, list, get, remove, execute) and `./cli.sh dags` (pause, unpause, clear,
 backfill, test)."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ def cmd_add(args: argparse.Namespace) -> int:
     s = settings(args, running=True)
     source = args.file or args.path
     if not source:
-        raise CommandError("content add needs --file PATH", "e.g. ./cli.sh content add --file my_dag.py")
+        raise CommandError("content add needs --file PATH", "e.g. `./cli.sh content add --file my_dag.py`")
     files.add(s, Path(source), args.name, args.force, wait=not args.no_wait,
                 timeout=args.timeout or files.REGISTER_TIMEOUT_S)
     return 0

@@ -1,4 +1,4 @@
-"""`help`, `info`, `credentials`, `bench`, `test`: the commands that describe, measure or test the resource."""
+"""`./cli.sh help`, `./cli.sh info`, `./cli.sh credentials`, `./cli.sh bench`, `./cli.sh test`: the commands that describe, measure or test the resource."""
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def cmd_info(args: argparse.Namespace) -> int:
             v = ", ".join(f"{p['name']} (Airflow {p['airflow']}{', default' if p['default'] else ''})" for p in v)
         elif k == "this_home":
             v = (f"{v['home']}: pinned set {v['pinned_set']}, Airflow {v['airflow']}, venv {v['venv']}"
-                 + (f"; `manage rollback` returns to {v['rollback_to']}" if v.get("rollback_to") else "")
+                 + (f"; `./cli.sh manage rollback` returns to {v['rollback_to']}" if v.get("rollback_to") else "")
                  if v["installed"] else f"{v['home']}: not installed")
         printer.info("{} {}", f"{k:<24}", v)
     return 0

@@ -1,4 +1,4 @@
-"""`logs [COMPONENT]`, `logs search PATTERN`, `logs task DAG RUN TASK`.
+"""`./cli.sh logs [COMPONENT]`, `./cli.sh logs search PATTERN`, `./cli.sh logs task DAG RUN TASK`.
 
 Each takes its words as a list, so a wrong count is refused with an example rather than argparse's usage.
 """
@@ -26,8 +26,8 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     s = settings(args, running=True)
     if len(args.words) != 1:
-        raise CommandError("logs search takes one PATTERN", "e.g. ./cli.sh logs search 'ValueError' --dag my_dag "
-                           "--since 2h (quote a pattern with spaces)")
+        raise CommandError("logs search takes one PATTERN", "e.g. `./cli.sh logs search 'ValueError' --dag my_dag "
+                           "--since 2h` (quote a pattern with spaces)")
     return reader.search(s, args.words[0], dag=args.dag, task=args.task, run=args.run, since=args.since,
                          state=args.state, components=args.component, ignore_case=args.ignore_case,
                          limit=args.limit, fmt=args.format)
@@ -39,6 +39,6 @@ def cmd_task(args: argparse.Namespace) -> int:
     s = settings(args, running=True)
     if len(args.words) != 3:
         raise CommandError("logs task takes DAG RUN TASK",
-                           "e.g. ./cli.sh logs task example_bash manual__2026-11-25T10:00:00+00:00 say_hello")
+                           "e.g. `./cli.sh logs task example_bash manual__2026-11-25T10:00:00+00:00 say_hello`")
     return reader.task_log(s, *args.words, try_number=args.try_number, map_index=args.map_index,
                            follow=args.follow)

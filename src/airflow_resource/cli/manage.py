@@ -1,4 +1,4 @@
-"""`manage`: install, uninstall, start, stop, restart, scale, upgrade, rollback."""
+"""`./cli.sh manage`: install, uninstall, start, stop, restart, scale, upgrade, rollback."""
 
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ def cmd_scale(args: argparse.Namespace) -> int:
 
     if args.workers is None or not 0 <= args.workers <= 64:
         raise CommandError("manage scale needs --workers N (0..64)",
-                           "e.g. resource-apache-airflow manage scale --workers 2")
+                           "e.g. `./cli.sh manage scale --workers 2`")
     scaling.scale(settings(args, running=True), args.workers, args.timeout or DEFAULT_START_TIMEOUT_S)
     printer.ok(f"{args.workers} worker(s) running until the next start; to keep that many, set "
                f"workers = {args.workers} in resource.toml or APACHE_AIRFLOW_WORKERS={args.workers}")
@@ -99,7 +99,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     s = settings(args, running=True)
     if args.to:
         raise CommandError("rollback takes no --to: it goes back to the set the last upgrade came from",
-                           "`info` shows it (this_home: rollback_to)")
+                           "`./cli.sh info` shows it (this_home: rollback_to)")
     return _report(args, upgrade.rollback(s, args.yes, args.timeout or DEFAULT_UPGRADE_START_TIMEOUT_S))
 
 

@@ -48,8 +48,8 @@ class _TopParser(_Parser):
 
 def action_first(group: Group, argv: list[str]) -> list[str]:
     """The group's action word moved first, so flags may come before it as they always could
-    (`manage --home /x start`); for a group with a default action (logs), that action when the first word
-    is none of them (`logs scheduler`, `logs --tail 5`)."""
+    (`./cli.sh manage --home /x start`); for a group with a default action (logs), that action when the first word
+    is none of them (`./cli.sh logs scheduler`, `./cli.sh logs --tail 5`)."""
     with_value = {f for a in group.actions for arg in (*a.args, *GLOBAL) if arg.takes_value for f in arg.flags}
     i = 0
     while i < len(argv):

@@ -1,4 +1,4 @@
-"""`status`: the health report, as JSON, YAML or a table with the pipelines and the disks."""
+"""`./cli.sh status`: the health report, as JSON, YAML or a table with the pipelines and the disks."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
         print(yaml.safe_dump(report, sort_keys=False))
     elif not report["running"]:
-        printer.info("apache-airflow is not running ({}); start it with: ./cli.sh manage start", s.home)
+        printer.info("apache-airflow is not running ({}); start it with: `./cli.sh manage start`", s.home)
     else:
         _print_components(report, args.verbose, stack_health.GIVEN_UP)
     if args.format not in ("json", "yaml"):
@@ -55,7 +55,7 @@ def _print_components(report: dict[str, Any], verbose: bool, given_up: Any) -> N
                 printer.info("  {}: {}", c["name"], c["last_error"] or c["detail"])
     if any(c["state"] in given_up for c in report["components"]):
         printer.info("  → supervisord gave up restarting the components shown fatal; once the cause is fixed, "
-                     "`manage start` starts them again")
+                     "`./cli.sh manage start` starts them again")
     if "pipelines" in report:
         print_pipelines(report["pipelines"])
 

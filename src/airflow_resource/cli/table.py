@@ -1,7 +1,7 @@
 """The command table: every command and action with its own flags, as data.
 
 parser.py builds argparse from it, so a flag is accepted only where an action declares it. A command's
-function is named as "module:function" in this package and imported when the command runs: `help`
+function is named as "module:function" in this package and imported when the command runs: `./cli.sh help`
 imports none of them.
 """
 
@@ -59,7 +59,7 @@ class Action:
 
 @dataclass(frozen=True)
 class Group:
-    """A command made of actions (`manage start`); default: the action run when none is named."""
+    """A command made of actions (`./cli.sh manage start`); default: the action run when none is named."""
 
     name: str
     help: str
@@ -79,14 +79,14 @@ Command = Union[Action, Group]
 HOME = Arg("--home", help="resource home (default: APACHE_AIRFLOW_HOME or a per-user default)")
 SET = Arg("--set", action="append", metavar="KEY=VALUE", help="override a setting, e.g. --set api_port=58080")
 VERBOSE = Arg("--verbose", "-v", action="store_true", help="more detail; tracebacks on errors")
-GLOBAL = (HOME, SET, VERBOSE)  # every action has them, after its name: `status --home /x -v`
+GLOBAL = (HOME, SET, VERBOSE)  # every action has them, after its name: `./cli.sh status --home /x -v`
 
 FORCE = Arg("--force", action="store_true")
 TIMEOUT = Arg("--timeout", type=int, metavar="SECONDS")
 WAIT = Arg("--wait", action="store_true", default=True, help="wait until healthy (default)")
 NO_WAIT = Arg("--no-wait", action="store_true", help="return once the processes are launched")
 PINNED_SET = Arg("--pinned-set", metavar="NAME", help="a new home: the pinned set (Airflow release) to install; "
-                 "default: the current one (`info` lists them)")
+                 "default: the current one (`./cli.sh info` lists them)")
 YES = Arg("--yes", "-y", action="store_true", help="do not ask for confirmation")
 NAME = (Arg("dag", nargs="?", metavar="NAME", help="DAG name (or --name)"), Arg("--name", help="DAG name"))
 CONF = Arg("--conf", help="run conf as a JSON object")
@@ -130,7 +130,7 @@ MANAGE = Group("manage", "install, start, stop, restart, uninstall, scale, upgra
         Arg("--workers", type=int, metavar="N", help="the number of Celery workers to run (0..64)"), _START_TIMEOUT)),
     Action("upgrade", "to a newer pinned set: backup, new venv, migrate, start", "manage:cmd_upgrade", (
         Arg("--to", metavar="NAME", help="the pinned set to move to (default: the newest)"),
-        Arg("--rollback", action="store_true", help="the same as `manage rollback`"),
+        Arg("--rollback", action="store_true", help="the same as `./cli.sh manage rollback`"),
         YES, *_REPORT, _UPGRADE_TIMEOUT)),
     Action("rollback", "back to the set before the upgrade (restores its backup)", "manage:cmd_rollback", (
         Arg("--to", metavar="NAME", help=argparse.SUPPRESS),  # refused with the reason, not as a usage error

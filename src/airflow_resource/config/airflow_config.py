@@ -118,7 +118,7 @@ def check_options(s: Settings, owned: dict[str, str] | None = None) -> None:
             f"Airflow option(s) {', '.join(clash)} are set by the resource itself (ports, database, broker, "
             "secrets, folders, auth) and cannot be overridden",
             "remove them from resource.toml's [airflow] tables and the environment; ports and URLs have "
-            "resource settings (`resource-apache-airflow help`)")
+            "resource settings (`./cli.sh help`)")
 
 
 def tuning(s: Settings) -> dict[str, str]:

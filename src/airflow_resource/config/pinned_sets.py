@@ -3,7 +3,7 @@
 The default (current) set is `constraints/lock-py<X.Y>.txt`; earlier ones live in
 `constraints/sets/<name>/lock-py<X.Y>.txt`. A set is named after the Airflow release it pins, and
 sets are ordered by that release, so "newer" needs no second table. A home records the set it runs
-(and the venv that holds it) in `<home>/.installed.json`; `manage upgrade` and `manage rollback`
+(and the venv that holds it) in `<home>/.installed.json`; `./cli.sh manage upgrade` and `./cli.sh manage rollback`
 move that record (upgrade.py).
 """
 
@@ -19,7 +19,7 @@ from airflow_resource.errors import CommandError
 
 from airflow_resource.paths import CONSTRAINTS_DIR
 SETS_DIR = CONSTRAINTS_DIR / "sets"
-HOME_RECORD = ".installed.json"  # written by `manage install`, moved by upgrade/rollback
+HOME_RECORD = ".installed.json"  # written by `./cli.sh manage install`, moved by upgrade/rollback
 VENVS_DIR = "venvs"  # <home>/venvs/<set>: the venvs of sets other than the configured venv's
 _AIRFLOW_PIN = re.compile(r"^apache-airflow==([0-9][0-9a-z.]*)\s*$", re.MULTILINE)
 
@@ -88,7 +88,7 @@ def get(name: str, constraints_dir: Path = CONSTRAINTS_DIR) -> PinnedSet:
         if p.name == name:
             return p
     raise CommandError(f"unknown pinned set {name!r}",
-                       f"known sets: {', '.join(p.name for p in sets)} (`resource-apache-airflow info` lists them)")
+                       f"known sets: {', '.join(p.name for p in sets)} (`./cli.sh info` lists them)")
 
 
 def newest(constraints_dir: Path = CONSTRAINTS_DIR) -> PinnedSet:

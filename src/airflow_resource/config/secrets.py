@@ -80,7 +80,7 @@ def _checked(path: Path, text: str) -> str:
         if not ENV_LINE.fullmatch(line) or "\ufffd" in line or (key.strip() in known and not value.strip().strip("'\"")):
             raise CommandError(
                 f"{path}:{number} is damaged (not a NAME=value line with a value)",
-                f"restore {path.name} from a backup (`resource-apache-airflow backup restore`) or repair that "
+                f"restore {path.name} from a backup (`./cli.sh backup restore`) or repair that "
                 "line: new secrets would not match the ones the databases were set up with")
     return text
 
@@ -111,7 +111,7 @@ def require_installed(s: Any) -> Secrets:
     sec = load(s.secrets_file)
     if sec is None or not (s.home / HOME_RECORD).exists():
         raise CommandError(f"nothing installed in {s.home}",
-                           "install and start it: `./cli.sh manage start` (`manage install --pinned-set NAME` "
+                           "install and start it: `./cli.sh manage start` (`./cli.sh manage install --pinned-set NAME` "
                            "for another pinned set)")
     return sec
 

@@ -324,8 +324,8 @@ def load_effective(home: Path) -> dict[str, Any] | None:
 def _damaged(path: Path, why: str, line: str = "") -> CommandError:
     return CommandError(
         f"the running stack's settings file {path}{line} is damaged ({why}); its ports and workers are unknown",
-        "`resource-apache-airflow manage stop` stops the stack without it (and removes it); "
-        "`manage start` then writes it anew")
+        "`./cli.sh manage stop` stops the stack without it (and removes it); "
+        "`./cli.sh manage start` then writes it anew")
 
 
 def for_running_stack(flags: Mapping[str, Any] | None = None, damaged_ok: bool = False) -> Settings:

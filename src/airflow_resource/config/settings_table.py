@@ -2,7 +2,7 @@
 a single value against its entry.
 
 SETTINGS is the single source for the resolver (settings.py), `config/schema.json` and
-`config/defaults.sh` (generated.py) and the "Default configuration" part of `help`.
+`config/defaults.sh` (generated.py) and the "Default configuration" part of `./cli.sh help`.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("venv", str, lambda v: str(Path(v["home"]) / "venv"), "Python venv with Airflow and this package "
             "(the default pinned set's; a home on another set runs from the venv its install record names)."),
     Setting("pinned_set", str, lambda v: _default_pinned_set(), "Pinned set (Airflow release) a new home is "
-            "installed on; an installed home keeps its own until `manage upgrade` / `manage rollback`."),
+            "installed on; an installed home keeps its own until `./cli.sh manage upgrade` / `./cli.sh manage rollback`."),
     Setting("dags_dir", str, lambda v: str(Path(v["home"]) / "dags"), "Folder of DAG files the stack parses."),
     Setting("api_host", str, "127.0.0.1", "Bind address of the api-server (UI and REST API); 0.0.0.0 to serve the network."),
     Setting("api_port", int, 48080, "Port of the api-server (UI, REST API, Execution API).", **PORT),
@@ -128,7 +128,7 @@ def coerce(setting: Setting, raw: Any, origin: str) -> Any:
     except (TypeError, ValueError):
         raise CommandError(
             f"{setting.name} from {origin} must be {setting.type.__name__}, got {raw!r}",
-            f"fix {origin}; `resource-apache-airflow help` lists every setting",
+            f"fix {origin}; `./cli.sh help` lists every setting",
         ) from None
     if setting.minimum is not None and value < setting.minimum or setting.maximum is not None and value > setting.maximum:
         raise CommandError(

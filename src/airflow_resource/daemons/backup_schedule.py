@@ -1,9 +1,9 @@
 """Scheduled backups: a supervised loop that writes an archive every interval and keeps the newest N.
 
-It is the stack's `backup` component (only when backup_interval_minutes > 0), so supervisord restarts
+It is the stack's `./cli.sh backup` component (only when backup_interval_minutes > 0), so supervisord restarts
 it when it dies and it starts and stops with the stack. The next backup is due one interval after the
 newest scheduled archive in <home>/backups, so a restart neither skips one nor takes one twice. Its
-state goes to run/backup-schedule.json, which `status` reads as the component's health.
+state goes to run/backup-schedule.json, which `./cli.sh status` reads as the component's health.
 
     python -m airflow_resource.daemons.backup_schedule --home HOME
 """

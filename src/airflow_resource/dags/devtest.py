@@ -8,7 +8,7 @@ database is discarded: it is throw-away, and a downgrade could not migrate it).
 
 Everything that ties a child to the stack is stripped from the environment it is given:
 CeleryExecutor and its broker, the PostgreSQL metadata database, the api-server, scheduler and
-log-server ports, the auth manager, and the stack's process marker (so `manage stop` never
+log-server ports, the auth manager, and the stack's process marker (so `./cli.sh manage stop` never
 mistakes a local test for a leftover of the stack). Connections and Variables given as
 AIRFLOW_CONN_* / AIRFLOW_VAR_* stay, as do the plugins folder and the Fernet key.
 """
@@ -54,7 +54,7 @@ STRIP_KEYS = (
     "AIRFLOW__CORE__EXECUTION_API_SERVER_URL",
     "AIRFLOW__CORE__DAGS_FOLDER",
     "AIRFLOW__CORE__LOAD_EXAMPLES",
-    "APACHE_AIRFLOW_RESOURCE_HOME",  # launch.HOME_ENV: the marker `manage stop` kills by
+    "APACHE_AIRFLOW_RESOURCE_HOME",  # launch.HOME_ENV: the marker `./cli.sh manage stop` kills by
 )
 
 
@@ -84,7 +84,7 @@ def airflow_version(python: Path, env: dict[str, str] | None = None) -> str:
     )
     if proc.returncode != 0:
         raise CommandError(f"Airflow is not installed for {python}: {proc.stderr.strip()[-300:]}",
-                           "run `resource-apache-airflow manage install`")
+                           "run `./cli.sh manage install`")
     return proc.stdout.strip()
 
 
@@ -196,10 +196,10 @@ def _stack_env(s: Any) -> dict[str, str]:
 
 def cli_run(s: Any, dag_id: str, conf: dict[str, Any] | None, file: str | None,
             logical_date: str | None = None) -> int:
-    """`dags test NAME [--file PATH]`: the stack's dags folder, or the folder of --file (parsing only it)."""
+    """`./cli.sh dags test NAME [--file PATH]`: the stack's dags folder, or the folder of --file (parsing only it)."""
     python, airflow_bin = s.venv / "bin" / "python", s.venv / "bin" / "airflow"
     if not airflow_bin.exists():
-        raise CommandError(f"Airflow is not installed in {s.venv}", "run `resource-apache-airflow manage install`")
+        raise CommandError(f"Airflow is not installed in {s.venv}", "run `./cli.sh manage install`")
     dags_folder, dagfile = s.dags_dir, None
     if file:
         path = Path(file).expanduser().absolute()

@@ -1,4 +1,4 @@
-"""The dags folder: add (validated, atomic), list, get, remove; `content add|list|get|remove`.
+"""The dags folder: add (validated, atomic), list, get, remove; `./cli.sh content add|list|get|remove`.
 
 Files go into the dags folder only after they import cleanly in an isolated subprocess (dags/dagcheck.py);
 what the stack registered is read through its REST API with a real token.

@@ -20,7 +20,7 @@ def q(value: str) -> str:
 
 def running_api(s: Settings) -> AirflowAPI:
     if not handle.is_running(s):
-        raise CommandError(f"the stack is not running ({s.home})", "start it: ./cli.sh manage start")
+        raise CommandError(f"the stack is not running ({s.home})", "start it: `./cli.sh manage start`")
     return AirflowAPI.for_stack(s)
 
 

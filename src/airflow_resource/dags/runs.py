@@ -1,5 +1,5 @@
 """Runs through the REST API: execute (with a check of conf against the DAG's params), pause, unpause,
-clear, backfill, and a task's log; `content execute` and `dags pause|unpause|clear|backfill`.
+clear, backfill, and a task's log; `./cli.sh content execute` and `./cli.sh dags pause|unpause|clear|backfill`.
 """
 
 from __future__ import annotations
@@ -168,7 +168,7 @@ def clear(s: Settings, name: str, run_id: str | None, all_tasks: bool, wait: boo
     if run_id is None:
         latest = latest_run(api, name)
         if latest is None:
-            raise CommandError(f"{name} has no runs to clear", f"run it: ./cli.sh content execute {name}", exit_code=2)
+            raise CommandError(f"{name} has no runs to clear", f"run it: `./cli.sh content execute {name}`", exit_code=2)
         run_id = latest["dag_run_id"]
     body = {"dry_run": False, "only_failed": not all_tasks, "dag_run_id": run_id, "reset_dag_runs": True}
     started = time.monotonic()
@@ -187,7 +187,7 @@ def backfill(s: Settings, name: str, start: str, end: str, reprocess: str, wait:
     dag = get_dag(api, name)
     if not dag.get("timetable_summary") or dag.get("timetable_summary") in ("None", "null"):
         raise CommandError(f"{name} has no schedule: there is nothing to backfill",
-                           f"trigger it instead: ./cli.sh content execute {name}", exit_code=2)
+                           f"trigger it instead: `./cli.sh content execute {name}`", exit_code=2)
     body = {"dag_id": name, "from_date": _iso(start), "to_date": _iso(end), "reprocess_behavior": reprocess,
             "run_backwards": False, "dag_run_conf": {}, "max_active_runs": 4}
     if dag.get("is_paused"):

@@ -1,6 +1,6 @@
 """Free space on the file systems the stack writes to, and what the stack does when it runs short.
 
-- `status` reports every file system holding the home, the logs and the data stores (free MB and %),
+- `./cli.sh status` reports every file system holding the home, the logs and the data stores (free MB and %),
   degraded below `disk_warn_percent` free (stack/disk.py, from the Settings).
 - Below `disk_critical_mb` free, new work is held rather than risk a write failing halfway (a task log,
   a WAL segment, an XCom): the api-server refuses new DAG runs (disk_plugin.py, HTTP 507 with this
@@ -84,4 +84,4 @@ def critical(paths: Iterable[Path], critical_mb: int) -> FileSystem | None:
 def refusal(fs: FileSystem, critical_mb: int) -> str:
     return (f"disk nearly full: {fs.paths[0]} has {fs.free_mb} MB free (the stack holds new work below "
             f"{critical_mb} MB); new DAG runs are refused and no new task starts until space is freed. "
-            "`resource-apache-airflow status` says what to remove.")
+            "`./cli.sh status` says what to remove.")

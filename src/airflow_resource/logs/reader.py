@@ -1,4 +1,4 @@
-"""`logs`: the component logs supervisord writes (and rotates); `logs search` and `logs task` over task logs."""
+"""`./cli.sh logs`: the component logs supervisord writes (and rotates); `./cli.sh logs search` and `./cli.sh logs task` over task logs."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def available(s: Settings) -> dict[str, Path]:
 def show(s: Settings, component: str | None, tail: int, follow: bool) -> int:
     logs = available(s)
     if not logs:
-        raise AlreadySo(f"no logs yet in {s.component_logs_dir}", "start the stack: ./cli.sh manage start")
+        raise AlreadySo(f"no logs yet in {s.component_logs_dir}", "start the stack: `./cli.sh manage start`")
     if component and component not in logs:
         raise CommandError(f"no log for {component!r}", f"components with logs: {', '.join(logs)}")
     chosen = {component: logs[component]} if component else {k: v for k, v in logs.items() if k != "supervisord"}
@@ -127,7 +127,7 @@ def _instances_in_state(s: Settings, state: str, dag: str | None, run: str | Non
 
     if not handle.is_running(s):
         raise CommandError(f"--state needs the running stack (its REST API); it is not running ({s.home})",
-                           "start it (./cli.sh manage start), or search without --state")
+                           "start it (`./cli.sh manage start`), or search without --state")
     api = AirflowAPI.for_stack(s)
     body: dict[str, Any] = {"state": [state], "page_limit": TI_PAGE}
     for key, value in (("dag_ids", dag), ("dag_run_ids", run), ("task_ids", task)):
@@ -149,7 +149,7 @@ def _instances_in_state(s: Settings, state: str, dag: str | None, run: str | Non
 def search(s: Settings, pattern: str, *, dag: str | None = None, task: str | None = None, run: str | None = None,
            since: str | None = None, state: str | None = None, components: list[str] | None = None,
            ignore_case: bool = False, limit: int = SEARCH_LIMIT, fmt: str = "text") -> int:
-    """`logs search`: task logs (or component logs with --component); exit 0 found, 2 nothing found."""
+    """`./cli.sh logs search`: task logs (or component logs with --component); exit 0 found, 2 nothing found."""
     rx = compile_pattern(pattern, ignore_case)
     after = since_epoch(since)
     if limit < 1:
@@ -259,7 +259,7 @@ def _print_lines(text: str) -> None:
 
 def task_log(s: Settings, dag: str, run: str, task: str, try_number: int | None, map_index: int,
              follow: bool) -> int:
-    """`logs task`: one try's log from the file on disk (the REST API when it is not there), or followed
+    """`./cli.sh logs task`: one try's log from the file on disk (the REST API when it is not there), or followed
     while the task runs until it reaches a final state."""
     from airflow_resource.stack import handle
     from airflow_resource.api import AirflowAPI

@@ -1,6 +1,6 @@
-"""What the pipelines are doing, for `status --verbose`: broker queue depth, task instances running and
+"""What the pipelines are doing, for `./cli.sh status --verbose`: broker queue depth, task instances running and
 queued, DAG import errors and the last failed tasks. Read in parallel (Redis, then the REST API), so the
-verbose status stays near a second; plain `status` does not read any of it.
+verbose status stays near a second; plain `./cli.sh status` does not read any of it.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`credentials`: the resource ecosystem's connection JSON; secrets masked unless asked."""
+"""`./cli.sh credentials`: the resource ecosystem's connection JSON; secrets masked unless asked."""
 
 from __future__ import annotations
 

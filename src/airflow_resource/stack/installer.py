@@ -1,4 +1,4 @@
-"""`manage install` / `uninstall`: system packages, the pinned venv, the home layout, secrets."""
+"""`./cli.sh manage install` / `uninstall`: system packages, the pinned venv, the home layout, secrets."""
 
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ def check_pinned_set(s: Settings) -> None:
     if recorded and asked and s.pinned_set != recorded:
         raise CommandError(f"{s.home} is installed on pinned set {recorded}, not {s.pinned_set} "
                            f"(asked by {s.sources['pinned_set']})",
-                           f"move it with `manage upgrade --to {s.pinned_set}` or `manage rollback`, or drop "
+                           f"move it with `./cli.sh manage upgrade --to {s.pinned_set}` or `./cli.sh manage rollback`, or drop "
                            "that setting; nothing was changed")
     if asked:
         pinned_sets.get(s.pinned_set)  # an unknown name is refused before anything is written
@@ -171,7 +171,7 @@ def install(s: Settings, force: bool = False, examples: bool = True) -> Settings
     runs with (its venv: a home on a pinned set other than the default gets its own, <home>/venvs/<set>)."""
     check_pinned_set(s)
     if is_installed(s) and not force:
-        raise AlreadySo(f"already installed in {s.home}", "`manage start` starts it; `manage install --force` re-runs every step")
+        raise AlreadySo(f"already installed in {s.home}", "`./cli.sh manage start` starts it; `./cli.sh manage install --force` re-runs every step")
     check_home_owner(s)
     pinned = home_set(s)
     record = pinned_sets.read_record(s.home) if marker(s).exists() else {}

@@ -56,7 +56,7 @@ def prepare(s: Any, names: list[str], who: system.RunAs, root: Path = V1_ROOT) -
     if not s.worker_memory_limit_mb or not names:
         return {}
     limit = s.worker_memory_limit_mb * MB
-    base = _recorded(s) or stack_cgroup(s, root)  # `manage scale` may run from another cgroup than start
+    base = _recorded(s) or stack_cgroup(s, root)  # `./cli.sh manage scale` may run from another cgroup than start
     try:
         if base is None or not (root / "memory.limit_in_bytes").exists():
             raise OSError(f"no cgroup v1 memory controller at {root}")
@@ -78,7 +78,7 @@ def prepare(s: Any, names: list[str], who: system.RunAs, root: Path = V1_ROOT) -
 
 
 def _recorded(s: Any) -> Path | None:
-    """The stack's cgroup as `manage start` made it, while it exists."""
+    """The stack's cgroup as `./cli.sh manage start` made it, while it exists."""
     try:
         base = Path((s.run_dir / RECORD).read_text().strip())
     except OSError:

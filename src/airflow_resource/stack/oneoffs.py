@@ -32,7 +32,7 @@ def migrate(st: Stack) -> None:
             proc = st.run_airflow([str(s.venv / "bin" / "airflow"), "db", "migrate"], MIGRATE_TIMEOUT_S)
         if proc.returncode != 0:
             raise CommandError("airflow db migrate failed:\n" + (proc.stderr or proc.stdout).strip()[-2000:],
-                               "fix the error above, then run `manage start` again")
+                               "fix the error above, then run `./cli.sh manage start` again")
         migrated.write_text(f"{time.time()}\n")
         st.migrate_s = time.monotonic() - t
         printer.ok(f"metadata database migrated ({st.migrate_s:.1f} s)")
@@ -83,7 +83,7 @@ def create_admin(st: Stack) -> None:
     )
     if proc.returncode != 0:
         raise CommandError("creating the admin user failed:\n" + (proc.stderr or proc.stdout).strip()[-2000:],
-                           "fix the error above, then run `manage start` again")
+                           "fix the error above, then run `./cli.sh manage start` again")
     admin_marker.write_text(f"{time.time()}\n")
     printer.ok(f"admin user {s.admin_user} ready ({time.monotonic() - t:.1f} s)")
 

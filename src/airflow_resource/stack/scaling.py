@@ -23,12 +23,12 @@ def scale(s: Settings, workers: int, timeout: float) -> None:
     if not handle.is_running(s):
         raise CommandError(f"the stack in {s.home} is not running",
                            f"start it with {workers} worker(s): APACHE_AIRFLOW_WORKERS={workers} "
-                           "resource-apache-airflow manage start")
+                           "`./cli.sh manage start`")
     if s.log_server_port + workers > 65535:
         raise CommandError(f"{workers} workers need log server ports up to {s.log_server_port + workers}",
                            "lower APACHE_AIRFLOW_LOG_SERVER_PORT, or use fewer workers")
     if workers == s.workers:
-        raise AlreadySo(f"the stack already runs {workers} worker(s)", "`status` lists them")
+        raise AlreadySo(f"the stack already runs {workers} worker(s)", "`./cli.sh status` lists them")
     old = Stack.load(s)
     st = Stack.load(dataclasses.replace(s, workers=workers))
     before, after = {c.name for c in old.comps}, {c.name for c in st.comps}
@@ -57,4 +57,4 @@ def _wait_stopped(st: Stack, c: Component, deadline: float) -> None:
         if st.rpc().getProcessInfo(c.name)["statename"] in supervisor.STOPPED:
             return
         time.sleep(startup.POLL_S)
-    raise CommandError(f"{c.name} did not stop in time", f"read its log: resource-apache-airflow logs {c.name}")
+    raise CommandError(f"{c.name} did not stop in time", f"read its log: `./cli.sh logs {c.name}`")

@@ -100,7 +100,7 @@ def stop(s: Settings, timeout: float, force: bool = False) -> int:
     """Stop every component (reverse order, supervisord's stopwaitsecs), then anything left. Returns count killed."""
     running = handle.is_running(s)
     if not running and not handle.stack_processes(s):
-        raise AlreadySo(f"not running ({s.home})", "`manage start` starts it")
+        raise AlreadySo(f"not running ({s.home})", "`./cli.sh manage start` starts it")
     deadline = time.monotonic() + timeout
     if running and not force:
         printer.step("stopping components in reverse start order (running tasks get time to finish)")

@@ -98,7 +98,7 @@ def wait_ready(st: Stack, comps: list[Component], deadline: float, label: str) -
                 if state in supervisor.NOT_STARTED:
                     raise CommandError(
                         f"{name} failed to start ({state}): {health.last_error(st.s, name) or infos[name].get('spawnerr')}",
-                        f"read its log: resource-apache-airflow logs {name} --tail 100",
+                        f"read its log: `./cli.sh logs {name} --tail 100`",
                     )
             ctx = st.probe_context()
             with ThreadPoolExecutor(max_workers=len(pending)) as pool:
@@ -113,7 +113,7 @@ def wait_ready(st: Stack, comps: list[Component], deadline: float, label: str) -
             if time.monotonic() > deadline:
                 details = "; ".join(f"{n}: {results[n][1]}" for n in pending)
                 raise CommandError(f"not ready before the timeout: {details}",
-                                   "see `resource-apache-airflow status --verbose` and `logs <component>`; "
+                                   "see `./cli.sh status --verbose` and `./cli.sh logs <component>`; "
                                    "a slower machine may need --timeout")
             spinner.update(f"waiting for {', '.join(pending)} ({time.monotonic() - started:.0f} s)")
             time.sleep(POLL_S)
@@ -127,12 +127,12 @@ def start_group(st: Stack, comps: list[Component]) -> None:
         except xmlrpc.client.Fault as fault:
             if "ALREADY_STARTED" not in fault.faultString:
                 raise CommandError(f"supervisord could not start {c.name}: {fault.faultString}",
-                                   f"read its log: resource-apache-airflow logs {c.name}") from None
+                                   f"read its log: `./cli.sh logs {c.name}`") from None
 
 
 def start(s: Settings, timeout: float, wait: bool = True) -> Stack:
     if handle.is_running(s):
-        raise AlreadySo(f"already running from {s.home}", "`status` shows its health; `manage restart` restarts it")
+        raise AlreadySo(f"already running from {s.home}", "`./cli.sh status` shows its health; `./cli.sh manage restart` restarts it")
     installer.check_home_owner(s)
     installer.check_pinned_set(s)
     # Ports first, before any install work: the table needs no real secrets to know its ports.
@@ -150,7 +150,7 @@ def start(s: Settings, timeout: float, wait: bool = True) -> Stack:
     if leftovers:
         raise CommandError(f"{len(leftovers)} process(es) of an earlier run of this home are still alive "
                            f"(pids {', '.join(str(p.pid) for p in leftovers[:8])})",
-                           "run `resource-apache-airflow manage stop --force` first")
+                           "run `./cli.sh manage stop --force` first")
     write_configs(st)
     printer.step(f"starting supervisord ({s.supervisord_conf})")
     launch_supervisord(st)
@@ -192,7 +192,7 @@ def revive(s: Settings, timeout: float) -> None:
     infos = {i["name"]: i for i in st.rpc().getAllProcessInfo()}
     dead = [c for c in st.comps if infos.get(c.name, {}).get("statename") in supervisor.GIVEN_UP]
     if not dead:
-        raise AlreadySo(f"already running from {s.home}", "`status` shows its health; `manage restart` restarts it")
+        raise AlreadySo(f"already running from {s.home}", "`./cli.sh status` shows its health; `./cli.sh manage restart` restarts it")
     names = " ".join(c.name for c in dead)
     printer.step(f"starting {names}: supervisord had given up on them")
     start_group(st, dead)

@@ -59,7 +59,7 @@ def run_as(service_user: str) -> RunAs:
     except KeyError:
         raise CommandError(
             f"service user {service_user!r} does not exist",
-            "run `resource-apache-airflow manage install` (as root it creates the user)",
+            "run `./cli.sh manage install` (as root it creates the user)",
         ) from None
     if pw.pw_uid == 0:
         raise CommandError(f"service user {service_user!r} is root; PostgreSQL refuses to run as root",

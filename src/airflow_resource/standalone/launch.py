@@ -125,7 +125,7 @@ def main(argv: list[str]) -> int:
                 raise ValueError(f"a JSON object was expected, found {type(env).__name__}")
         except (OSError, ValueError) as exc:
             print(f"launch: ERROR the environment file {env_file} is unreadable or damaged ({exc}); "
-                  "`manage restart` writes it anew", file=sys.stderr, flush=True)
+                  "`./cli.sh manage restart` writes it anew", file=sys.stderr, flush=True)
             return 1
         os.environ.update(env)  # wins over what supervisord passed on
     limit_memory()

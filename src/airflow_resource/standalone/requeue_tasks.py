@@ -1,6 +1,6 @@
 """Queue again the tasks a stop killed, through Airflow's own clear.
 
-`manage stop` gives running tasks the stop grace to finish (Celery's warm shutdown); a task still
+`./cli.sh manage stop` gives running tasks the stop grace to finish (Celery's warm shutdown); a task still
 running then is killed with its worker, and its task instance would stay `running` until, after the
 next start, the scheduler's heartbeat check failed it (retried only if it has retries left). Run by
 the venv's Python as the service user with this file's source on stdin, once the workers are gone:
