@@ -17,4 +17,6 @@ case "$phase" in
   *) echo "usage: $0 --smoke|--integration|--unit|--e2e|--all|--long" >&2; exit 1 ;;
 esac
 cd "$REPO"
+# What the phase's tests drive beyond the venv (chromium, prometheus): apt-get as root, else exit 1 naming them.
+"$RESOURCE_PY" -m airflow_resource.stack.test_deps --phase "${phase#--}"
 exec "$RESOURCE_PY" -m pytest -m "$marker" "${@:2}"

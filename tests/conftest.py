@@ -1,4 +1,14 @@
-"""Shared test fixtures: a real stack in a temporary home on free ports, driven by the CLI and REST API."""
+"""Shared test fixtures: a real stack in a temporary home on free ports, driven by the CLI and REST API.
+
+One stack is shared by the session (`running_stack`): started on first use, stopped and removed at the
+end. A module may stop it or even uninstall it (test_stack.py's last tests do): before each module
+whose tests use it, the fixture checks it still runs and otherwise starts it again, in the same home, on
+the same ports, with the same environment (a removed home is installed again). So no module depends on
+which modules ran before it: the suite passes in file order and in reversed module order.
+
+RESOURCE_TEST_REVERSE=1 runs the collected modules in reversed order (each module's own tests keep
+theirs), to prove that: `RESOURCE_TEST_REVERSE=1 ./cli.sh test integration`.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +32,8 @@ PORT_SETTINGS = ("API_PORT", "POSTGRES_PORT", "REDIS_PORT", "FLOWER_PORT", "SCHE
                  "METRICS_PORT", "STATSD_PORT")
 START_TIMEOUT_S = 240
 MARKER_ENV = "APACHE_AIRFLOW_RESOURCE_HOME"
+REVERSE_ENV = "RESOURCE_TEST_REVERSE"
+SHARED_STACK = "running_stack"
 
 
 def free_port() -> int:
@@ -142,14 +154,32 @@ class RunningStack:
 def start_stack(prefix: str, workers: int = 1, extra_env: dict[str, str] | None = None) -> RunningStack:
     home = make_home(prefix)
     env = {**stack_env(home, workers), **(extra_env or {})}
-    proc = cli(env, "manage", "start", "--timeout", str(START_TIMEOUT_S), timeout=START_TIMEOUT_S * 3)
     stack = RunningStack(home, env)
+    _start(stack)
+    return stack
+
+
+def _start(stack: RunningStack) -> None:
+    proc = stack.cli("manage", "start", "--timeout", str(START_TIMEOUT_S), timeout=START_TIMEOUT_S * 3)
     if proc.returncode != 0:
         logs = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
-                         for p in sorted((home / "logs" / "components").glob("*.log")))
+                         for p in sorted((stack.home / "logs" / "components").glob("*.log")))
         stop_and_remove(stack)
         pytest.fail(f"manage start failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}\n{logs}")
-    return stack
+
+
+def ensure_running(stack: RunningStack) -> bool:
+    """Start the stack again when an earlier module stopped it (exit 2 from status) or uninstalled it
+    (no home): same home, ports and environment. A stack that runs, healthy or not, is left as it is.
+    True when it had to be started."""
+    if stack.home.exists() and stack.cli("status", "--format", "json", timeout=60).returncode != 2:
+        return False
+    if not stack.home.exists():
+        stack.home.mkdir(parents=True)
+        stack.home.chmod(0o755)  # as make_home: the service user must reach it
+    _start(stack)
+    stack._token = None  # a home installed again has new secrets
+    return True
 
 
 def stop_and_remove(stack: RunningStack) -> None:
@@ -220,8 +250,30 @@ def webhook_receiver():
 
 @pytest.fixture(scope="session")
 def running_stack(webhook_receiver):
-    """One real stack shared by the integration modules; test_stack.py's last test stops it.
-    Its failure alerts go to the session's webhook receiver."""
+    """One real stack shared by the integration and browser modules; each module finds it running
+    (_shared_stack_runs), whatever an earlier module did to it. Its failure alerts go to the session's
+    webhook receiver."""
     stack = start_stack("af-it-", extra_env={"APACHE_AIRFLOW_ALERT_WEBHOOK_URL": webhook_receiver.url})
     yield stack
     stop_and_remove(stack)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _shared_stack_runs(request):
+    """Before a module that uses the shared stack: start it again if an earlier module stopped or removed
+    it (test_stack.py stops it, then uninstalls it). Modules that do not use it never start it."""
+    if any(getattr(item, "module", None) is request.module and SHARED_STACK in item.fixturenames
+           for item in request.session.items):
+        if ensure_running(request.getfixturevalue(SHARED_STACK)):
+            print(f"\n{request.module.__name__}: the shared stack was stopped by an earlier module: started again")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """RESOURCE_TEST_REVERSE=1: the modules in reversed order, each module's tests in their own order."""
+    if os.environ.get(REVERSE_ENV, "") in ("", "0"):
+        return
+    modules: dict[str, list] = {}
+    for item in items:
+        modules.setdefault(item.nodeid.split("::")[0], []).append(item)
+    items[:] = [item for name in reversed(list(modules)) for item in modules[name]]
