@@ -23,7 +23,7 @@ ARTIFACTS = REPO / "test-artifacts" / "e2e"
 # Generous on a busy 2-core machine: Playwright's auto-waiting polls until these run out.
 ACTION_TIMEOUT_MS = 30_000
 NAVIGATION_TIMEOUT_MS = 60_000
-# Set to a folder (docs/screenshots) to refresh the README's screenshots from a passing run.
+# Set to a folder (docs/screenshots) to refresh the screenshots of docs/usage.md from a passing run.
 DOCS_SHOTS_ENV = "APACHE_AIRFLOW_E2E_DOCS_SCREENSHOTS"
 
 # Never let Playwright fetch a browser of its own.

@@ -122,7 +122,7 @@ def check_options(s: Settings, owned: dict[str, str] | None = None) -> None:
 
 
 def tuning(s: Settings) -> dict[str, str]:
-    """The resource's performance defaults (README: Tuning); unlike the options above, a user may
+    """The resource's performance defaults (docs/configuration.md: Tuning); unlike the options above, a user may
     override each in resource.toml's [airflow] tables or with AIRFLOW__* in the environment."""
     return {
         # DAG files dropped into the folder should appear in seconds (Airflow's default is 300 s): the
