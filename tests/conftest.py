@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,37 +26,14 @@ import psutil
 import pytest
 import requests
 
+from airflow_resource.config import settings
+from airflow_resource.stack.system import free_port, free_port_block  # noqa: F401 (modules import them from here)
+
 REPO = Path(__file__).resolve().parents[1]
-PORT_SETTINGS = ("API_PORT", "POSTGRES_PORT", "REDIS_PORT", "FLOWER_PORT", "SCHEDULER_HEALTH_PORT",
-                 "METRICS_PORT", "STATSD_PORT")
 START_TIMEOUT_S = 240
 MARKER_ENV = "APACHE_AIRFLOW_RESOURCE_HOME"
 REVERSE_ENV = "RESOURCE_TEST_REVERSE"
 SHARED_STACK = "running_stack"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def free_port_block(n: int) -> int:
-    """The first of n consecutive free ports (log servers: triggerer, then one per worker)."""
-    for _ in range(100):
-        base = free_port()
-        if base + n < 65535 and all(_is_free(base + i) for i in range(n)):
-            return base
-    raise RuntimeError("no block of free ports")
-
-
-def _is_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
 
 
 def make_home(prefix: str = "af-test-") -> Path:
@@ -75,8 +51,9 @@ def stack_env(home: Path, workers: int = 1) -> dict[str, str]:
         "APACHE_AIRFLOW_WORKERS": str(workers),
         "APACHE_AIRFLOW_LOG_SERVER_PORT": str(free_port_block(workers + 1)),
     })
-    for name in PORT_SETTINGS:
-        env[f"APACHE_AIRFLOW_{name}"] = str(free_port())
+    for setting in settings.PORT_SETTINGS:
+        if setting.name != "log_server_port":  # a block, above
+            env[setting.env] = str(free_port())
     return env
 
 
