@@ -76,9 +76,7 @@ class ChildRun:
         self.ready = self.done = False
         self.deadline = 0.0
         request = {"items": [i.to_json() for i in todo], "sys_path": sys_path}
-        kw: dict[str, Any] = {}
-        if user is not None and os.geteuid() == 0 and user.uid != 0:
-            kw = {"user": user.uid, "group": user.gid, "extra_groups": []}
+        kw: dict[str, Any] = user.popen_kwargs() if user is not None else {}
         home = env.get("AIRFLOW_HOME")
         cwd = home if home and os.path.isdir(home) else "/"
         self.errfile = tempfile.TemporaryFile()

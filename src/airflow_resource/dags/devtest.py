@@ -102,9 +102,7 @@ def _locked(work_dir: Path, user: system.RunAs | None = None) -> Iterator[None]:
 
 
 def _run_kw(user: system.RunAs | None) -> dict[str, Any]:
-    if user is not None and system.is_root() and not user.is_caller:
-        return {"user": user.uid, "group": user.gid, "extra_groups": []}
-    return {}
+    return user.popen_kwargs() if user is not None else {}
 
 
 def ensure_db(python: Path, airflow_bin: Path, env: dict[str, str], work_dir: Path,
