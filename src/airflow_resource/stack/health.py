@@ -62,14 +62,16 @@ def status(s: Settings, verbose: bool = False) -> dict[str, Any]:
             from airflow_resource.stack import activity
 
             pipelines = pool.submit(activity.read, s, st.sec)
+        # STARTING counts once its probe passes, as in the start: startsecs is a crash guard, not readiness
+        # (right after `manage start` flower and the housekeeper are up but still STARTING for ~3 s).
         probes = list(pool.map(lambda c: probe(c, ctx, infos)
-                               if infos.get(c.name, {}).get("statename") == supervisor.RUNNING else (False, "not running"),
+                               if infos.get(c.name, {}).get("statename") in supervisor.UP else (False, "not running"),
                                st.comps))
         if verbose:
             report["pipelines"] = pipelines.result()
     for c, (ok, detail) in zip(st.comps, probes):
         info = infos.get(c.name, {})
-        running = info.get("statename") == supervisor.RUNNING
+        running = info.get("statename") in supervisor.UP
         entry = {
             "name": c.name,
             "state": info.get("statename", "UNKNOWN"),
