@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import io
 import json
 import os
@@ -134,63 +135,139 @@ def write(dest: Path, manifest: dict[str, Any], root: Path) -> None:
 
 # ---------------------------------------------------------------- reading
 
-def read_manifest(path: Path) -> dict[str, Any]:
-    """The manifest alone (the first member): what `./cli.sh backup list` shows, without reading the rest."""
-    try:
-        with tarfile.open(path, "r|gz") as tar:
-            first = tar.next()
-            if first is None or first.name != MANIFEST or not first.isfile():
-                raise damaged(path, f"its first member is not {MANIFEST}")
-            manifest = json.loads(tar.extractfile(first).read())  # type: ignore[union-attr]
-    except READ_ERRORS as exc:
-        raise damaged(path, f"{type(exc).__name__}: {exc}") from None
+MANIFEST_MAX = 16 << 20  # a manifest of 100 000 files is ~15 MiB; a bigger one is not read into memory
+SHA256_HEX = frozenset("0123456789abcdef")
+
+
+def _parse_manifest(path: Path, tar: tarfile.TarFile) -> tuple[dict[str, Any], bytes]:
+    first = tar.next()
+    if first is None or first.name != MANIFEST or not first.isfile():
+        raise damaged(path, f"its first member is not {MANIFEST}")
+    if first.size > MANIFEST_MAX:
+        raise damaged(path, f"its {MANIFEST} is {first.size} bytes, more than {MANIFEST_MAX}")
+    body = tar.extractfile(first).read()  # type: ignore[union-attr]
+    manifest = json.loads(body)
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or not isinstance(manifest.get("files"), list):
         raise damaged(path, f"unknown manifest format {manifest.get('format') if isinstance(manifest, dict) else '?'}")
-    return manifest
+    _check_entries(path, manifest["files"])
+    return manifest, body
+
+
+def _check_entries(path: Path, entries: list[Any]) -> None:
+    """Each entry a safe, canonical relative path (listed once), a size and a SHA-256: what extraction trusts."""
+    seen: set[str] = set()
+    for e in entries:
+        ok = (isinstance(e, dict) and isinstance(e.get("path"), str) and type(e.get("size")) is int
+              and e["size"] >= 0 and isinstance(e.get("sha256"), str) and len(e["sha256"]) == 64
+              and set(e["sha256"]) <= SHA256_HEX)
+        rel = _safe_member_path(e["path"]) if ok else None
+        if rel is None or rel.as_posix() != e["path"] or e["path"] == MANIFEST or e["path"] in seen:
+            raise damaged(path, f"its manifest lists an unusable entry {str(e)[:200]!r}")
+        seen.add(e["path"])
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """The manifest alone (the first member): what `./cli.sh backup list` shows, without reading the rest.
+    Not yet authenticated: auth.verify() says whether to trust it."""
+    try:
+        with tarfile.open(path, "r|gz") as tar:
+            return _parse_manifest(path, tar)[0]
+    except CommandError:
+        raise
+    except READ_ERRORS as exc:
+        raise damaged(path, f"{type(exc).__name__}: {exc}") from None
 
 
 def _safe_member_path(name: str) -> PurePosixPath | None:
     p = PurePosixPath(name)
-    if p.is_absolute() or ".." in p.parts or not p.parts:
+    if p.is_absolute() or ".." in p.parts or "." in name.split("/") or not p.parts or "\0" in name:
         return None
     return p
 
 
-def extract_verified(path: Path, dest: Path) -> dict[str, Any]:
-    """Extract every member into dest, checking each against the manifest's size and SHA-256.
+def _copy_capped(path: Path, name: str, src: Any, target: Path, entry: dict[str, Any]) -> None:
+    """Stream one member into target, hashing as it goes; past the declared size, or with another hash,
+    the partial file is removed and the archive refused. Never writes more than the manifest declares."""
+    declared = entry["size"]
+    digest, size = hashlib.sha256(), 0
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            while chunk := src.read(min(CHUNK, declared - size + 1)):
+                size += len(chunk)
+                if size > declared:
+                    raise damaged(path, f"member {name} is longer than the {declared} bytes its manifest declares")
+                digest.update(chunk)
+                out.write(chunk)
+        if size != declared or not hmac.compare_digest(digest.hexdigest(), entry["sha256"]):
+            raise damaged(path, f"checksum mismatch in {name}: it is not the file the manifest lists")
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
 
-    Only regular files listed in the manifest are accepted (no links, devices, absolute or '..' paths)."""
+
+def extract_verified(path: Path, dest: Path, expected: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Extract every member into dest (created, 0700), each capped at and checked against the manifest's
+    size and SHA-256. expected: the manifest already authenticated; the archive's must be the same one
+    (the file may have been replaced since it was read).
+
+    Only regular files listed in the manifest are accepted (no links, devices, sparse files, absolute,
+    '.' or '..' paths); a member whose header declares another size is refused before it is read."""
     try:
         with tarfile.open(path, "r|gz") as tar:
-            first = tar.next()
-            if first is None or first.name != MANIFEST:
-                raise damaged(path, f"its first member is not {MANIFEST}")
-            manifest = json.loads(tar.extractfile(first).read())  # type: ignore[union-attr]
-            expected = {e["path"]: e for e in manifest["files"]}
+            manifest, _body = _parse_manifest(path, tar)
+            if expected is not None and manifest != expected:
+                raise damaged(path, "its manifest is not the one that was checked (was the file replaced?)")
+            entries = {e["path"]: e for e in manifest["files"]}
+            dest.mkdir(mode=0o700)
             seen: set[str] = set()
             while (member := tar.next()) is not None:
                 rel = _safe_member_path(member.name)
-                entry = expected.get(member.name)
-                if rel is None or entry is None or not member.isfile() or member.name in seen:
-                    raise damaged(path, f"unexpected member {member.name!r}")
+                entry = entries.get(member.name)
+                if (rel is None or entry is None or not member.isfile() or member.issparse()
+                        or member.name in seen):
+                    raise damaged(path, f"unexpected member {member.name!r} (not a regular file its manifest lists)")
+                if member.size != entry["size"]:
+                    raise damaged(path, f"member {member.name} is {member.size} bytes; its manifest declares "
+                                        f"{entry['size']}")
                 target = dest.joinpath(*rel.parts)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                digest, size = hashlib.sha256(), 0
-                src = tar.extractfile(member)
-                assert src is not None
-                with target.open("wb") as out:
-                    while chunk := src.read(CHUNK):
-                        digest.update(chunk)
-                        size += len(chunk)
-                        out.write(chunk)
-                if size != entry["size"] or digest.hexdigest() != entry["sha256"]:
-                    raise damaged(path, f"checksum mismatch in {member.name}")
+                target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                _copy_capped(path, member.name, tar.extractfile(member), target, entry)
                 seen.add(member.name)
     except CommandError:
         raise
     except READ_ERRORS as exc:
         raise damaged(path, f"{type(exc).__name__}: {exc}") from None
-    missing = sorted(set(expected) - seen)
+    missing = sorted(set(entries) - seen)
     if missing:
         raise damaged(path, f"{len(missing)} member(s) missing, e.g. {missing[0]}")
     return manifest
+
+
+def read_member(path: Path, name: str, expected: dict[str, Any], limit: int = 1 << 20) -> bytes | None:
+    """One small member, checked like extraction checks it, read into memory (None when the manifest does not
+    list it): lets a restore look at the archive's resource.toml before it changes anything."""
+    entry = next((e for e in expected["files"] if e["path"] == name), None)
+    if entry is None:
+        return None
+    if entry["size"] > limit:
+        raise damaged(path, f"its {name} is {entry['size']} bytes, more than {limit}")
+    try:
+        with tarfile.open(path, "r|gz") as tar:
+            if _parse_manifest(path, tar)[0] != expected:
+                raise damaged(path, "its manifest is not the one that was checked (was the file replaced?)")
+            while (member := tar.next()) is not None:
+                if member.name != name:
+                    continue
+                if not member.isfile() or member.issparse() or member.size != entry["size"]:
+                    raise damaged(path, f"member {name} is not the {entry['size']}-byte file its manifest declares")
+                data = tar.extractfile(member).read(entry["size"] + 1)  # type: ignore[union-attr]
+                if len(data) != entry["size"] or not hmac.compare_digest(hashlib.sha256(data).hexdigest(),
+                                                                         entry["sha256"]):
+                    raise damaged(path, f"checksum mismatch in {name}: it is not the file the manifest lists")
+                return data
+    except CommandError:
+        raise
+    except READ_ERRORS as exc:
+        raise damaged(path, f"{type(exc).__name__}: {exc}") from None
+    raise damaged(path, f"member {name} is missing")

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from airflow_resource import __version__
 from airflow_resource.backup import archive
+from airflow_resource.backup import auth
 from airflow_resource.stack import installer
 from airflow_resource.backup import pgdump
 from airflow_resource.stack import system
@@ -158,6 +159,8 @@ def create(s: Settings, sec: Secrets, who: system.RunAs, running: bool, passphra
             "fernet_key_sha256": archive.fingerprint(sec.fernet_key),
             "files": archive.file_entries(root),
         }
+        # Last: the tag covers every other field, the members' sizes and SHA-256 among them.
+        manifest[auth.AUTH] = auth.sign(manifest, passphrase, sec.postgres_superuser_password, archive.SCRYPT)
         archive.write(dest, manifest, root)
     return dest, manifest
 
@@ -170,6 +173,7 @@ def list_archives(folder: Path) -> list[dict[str, Any]]:
         try:
             m = archive.read_manifest(path)
             row.update({k: m.get(k) for k in ("created", "kind", "airflow_version", "postgres_major", "contents")})
+            row["authenticated_by"] = auth.described(m)  # what the archive carries tags for, not yet checked
         except CommandError as exc:
             row["error"] = exc.message
         rows.append(row)

@@ -17,6 +17,8 @@ from typing import Any
 
 from airflow_resource import AIRFLOW_VERSION, printer
 from airflow_resource.backup import archive
+from airflow_resource.backup import auth
+from airflow_resource.backup import settings_guard
 from airflow_resource.backup import create as backup
 from airflow_resource.stack import datastores
 from airflow_resource.stack import installer
@@ -29,6 +31,7 @@ from airflow_resource.config.secrets import Secrets
 from airflow_resource.config.settings import Settings
 
 STAGING = ".restore-staging"
+CONFIG_MEMBER = "config/resource.toml"
 NEW, OLD = "restore-new", "pre-restore"
 
 
@@ -120,7 +123,17 @@ def swap_in(pairs: list[tuple[Path, Path]]) -> None:
             _remove(_beside(target, OLD))
 
 
-def restore(s: Settings, path: Path, passphrase_file: Path | None, force: bool) -> dict[str, Any]:
+def _home_secret(s: Settings) -> str | None:
+    """The secret this home's archives are tagged with (auth.HOME_SECRET); None in a fresh or damaged home."""
+    try:
+        existing = secrets_mod.load(s.secrets_file)
+    except CommandError:
+        return None
+    return getattr(existing, auth.HOME_SECRET) if existing else None
+
+
+def restore(s: Settings, path: Path, passphrase_file: Path | None, force: bool,
+            allow_unauthenticated: bool = False) -> dict[str, Any]:
     _refuse_running(s)
     if not path.is_file():
         raise CommandError(f"{path}: no such archive", "`./cli.sh backup list` shows the archives in <home>/backups")
@@ -128,16 +141,21 @@ def restore(s: Settings, path: Path, passphrase_file: Path | None, force: bool) 
         raise CommandError("restore covers the embedded PostgreSQL only; this home uses APACHE_AIRFLOW_POSTGRES_URL",
                            "restore that server with its own tools (pg_restore)")
     manifest = archive.read_manifest(path)
+    passphrase = None
+    if manifest.get("secrets_encryption") or auth.needs_passphrase(manifest):
+        passphrase = archive.read_passphrase(passphrase_file, configured=s.backup_passphrase_file)
+    # Nothing in the manifest is believed, and nothing extracted, before its tag is checked.
+    printer.step(f"authenticating {path.name}")
+    vouched = auth.verify(path, manifest, passphrase, _home_secret(s), allow_unauthenticated)
     check_compatible(manifest, system.pg_major(pgdump.pg_bindir()), installer.home_airflow_version(s))
     if datastores.is_initialised(s) and not force:
         raise CommandError(f"{s.home} already holds a metadata database; a restore replaces it",
                            "back it up first (`./cli.sh backup create`), then pass --force; or restore into a fresh home")
-    passphrase = None
-    if manifest.get("secrets_encryption"):
-        passphrase = archive.read_passphrase(passphrase_file, configured=s.backup_passphrase_file)
-        if passphrase is None:
-            raise CommandError("the secrets in this backup are encrypted with a passphrase",
-                               f"give it with --passphrase-file FILE or {archive.PASSPHRASE_ENV}; nothing was changed")
+    if manifest.get("secrets_encryption") and passphrase is None:
+        raise CommandError("the secrets in this backup are encrypted with a passphrase",
+                           f"give it with --passphrase-file FILE or {archive.PASSPHRASE_ENV}; nothing was changed")
+    toml = archive.read_member(path, CONFIG_MEMBER, manifest)
+    settings_guard.check(settings_guard.changes(s.home, s.config_file, toml), force)
     installer.check_home_owner(s)
     system.install_packages(system.missing_packages(True, False))
     who = system.ensure_service_user(s.service_user, s.home)
@@ -165,7 +183,7 @@ def restore(s: Settings, path: Path, passphrase_file: Path | None, force: bool) 
         marker.unlink()
     if not installer.is_installed(s):
         installer.install(s, examples=False)
-    return manifest
+    return {**manifest, "authenticated_by": vouched}
 
 
 def _stage(s: Settings, manifest: dict[str, Any], path: Path, passphrase: str | None, who: system.RunAs,
@@ -173,7 +191,7 @@ def _stage(s: Settings, manifest: dict[str, Any], path: Path, passphrase: str | 
     """Build everything the restore puts in place; returns (staged path, target) pairs."""
     extracted = staging / "archive"
     printer.step(f"checking {path.name} against its manifest")
-    archive.extract_verified(path, extracted)
+    archive.extract_verified(path, extracted, manifest)
     sec, secrets_text = _secrets(s, manifest, extracted, passphrase)
     stage_s = dataclasses.replace(s, home=staging)
     system.make_dir(stage_s.run_dir, who, 0o700)
@@ -206,9 +224,9 @@ def _stage(s: Settings, manifest: dict[str, Any], path: Path, passphrase: str | 
         staged.append(new)
         secrets_mod.write_private(new, secrets_text)
         pairs.append((new, s.secrets_file))
-    if (extracted / "config" / "resource.toml").is_file():
+    if (extracted / CONFIG_MEMBER).is_file():
         new = _beside(s.config_file, NEW)
         staged.append(new)
-        shutil.copyfile(extracted / "config" / "resource.toml", new)
+        shutil.copyfile(extracted / CONFIG_MEMBER, new)
         pairs.append((new, s.config_file))
     return pairs

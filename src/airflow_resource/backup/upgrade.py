@@ -26,6 +26,7 @@ from typing import Any, Callable
 
 from airflow_resource import printer
 from airflow_resource.backup import archive
+from airflow_resource.backup import auth
 from airflow_resource.backup import create as backup
 from airflow_resource.stack import installer
 from airflow_resource.config import pinned_sets
@@ -237,6 +238,11 @@ def rollback(s: Settings, yes: bool, timeout: float,
                            f"put it back, or restore another backup made on Airflow {prev['airflow']} into a fresh "
                            "home; nothing was changed")
     manifest = archive.read_manifest(archive_path)
+    if auth.described(manifest) == "none":  # <home>/backups is the service user's: only a tag vouches for it
+        raise CommandError(f"the pre-upgrade backup {archive_path} has no authentication tag (it was made before "
+                           "backups were authenticated), so a rollback does not restore it",
+                           "if it never left your control: `./cli.sh manage stop`, then `./cli.sh backup restore "
+                           f"{archive_path} --force {auth.ALLOW_FLAG}`; nothing was changed")
     if installer.airflow_version(old_venv) != prev["airflow"] or installer.missing_modules(old_venv):
         try:
             previous_set = pinned_sets.get(prev["pinned_set"])

@@ -67,9 +67,10 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from airflow_resource.backup import restore
 
     started = time.monotonic()
-    manifest = restore.restore(s, Path(args.file), path(args.passphrase_file), args.force)
-    printer.ok(f"restored {Path(args.file).name} (made {manifest['created']}) into {s.home} "
-               f"in {time.monotonic() - started:.1f} s")
+    manifest = restore.restore(s, Path(args.file), path(args.passphrase_file), args.force,
+                               args.allow_unauthenticated)
+    printer.ok(f"restored {Path(args.file).name} (made {manifest['created']}, authenticated by: "
+               f"{manifest['authenticated_by']}) into {s.home} in {time.monotonic() - started:.1f} s")
     printer.info("start it with: `./cli.sh manage start`")
     return 0
 
@@ -79,4 +80,4 @@ def _contents(row: dict[str, Any]) -> str:
         return printer.markup("[red]{}[/]", row["error"])
     c = row["contents"]
     return (f"db {'+'.join(c['databases'])}, {c['dags']} dag file(s), {c['plugins']} plugin file(s), "
-            f"{'+'.join(c['config'])}, secrets {c['secrets']}")
+            f"{'+'.join(c['config'])}, secrets {c['secrets']}, tagged by {row.get('authenticated_by', 'none')}")

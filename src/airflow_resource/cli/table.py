@@ -213,7 +213,11 @@ BACKUP = Group("backup", "back up and restore the database, DAGs, plugins, confi
     Action("list", "the archives in <home>/backups", "backup:cmd_list", formats("text", "json")),
     Action("restore", "into a stopped or fresh home", "backup:cmd_restore", (
         Arg("file", nargs="?", help="the archive"), PASSPHRASE_FILE,
-        FORCE.but(help="replace the database a stopped home already holds"))),
+        FORCE.but(help="replace the database a stopped home already holds, and accept the archive's "
+                  "resource.toml changing paths, users or programs"),
+        Arg("--allow-unauthenticated", action="store_true",
+            help="restore an archive whose manifest has no tag this home can check (made before backups were "
+                 "authenticated, or without a passphrase by another home); warns"))),
 ))
 
 BENCH = Action("bench", "benchmark a fresh stack in a temporary home: starts, latency, throughput, memory",
