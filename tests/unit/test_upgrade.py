@@ -174,8 +174,8 @@ class FakeWorld:
         monkeypatch.setattr(upgrade.installer, "ensure_venv",
                             lambda venv, pinned: w.calls.append(("ensure_venv", str(venv), pinned.name)) or None)
         monkeypatch.setattr(upgrade.restore, "restore",
-                            lambda s, path, pf, force: w.calls.append(("restore", str(s.venv), path.name, force)))
-        monkeypatch.setattr(upgrade.archive, "read_manifest", lambda path: {"created": "then"})
+                            lambda s, path, pf, force, **_: w.calls.append(("restore", str(s.venv), path.name, force)))
+        monkeypatch.setattr(upgrade.archive, "read_manifest", lambda path: {"created": "then", "auth": {"home": {}}})
 
     def names(self) -> list[str]:
         return [c[0] for c in self.calls]
@@ -286,7 +286,7 @@ def test_a_failed_migration_rolls_back_by_itself(installed, monkeypatch, home):
 def test_a_failed_rollback_after_a_failed_upgrade_says_how_to_restore_by_hand(installed, monkeypatch, home):
     world = FakeWorld(monkeypatch, home, start_fails="airflow db migrate failed")
 
-    def restore_fails(s, path, pf, force):
+    def restore_fails(s, path, pf, force, **_):
         raise CommandError("pg_restore failed")
 
     monkeypatch.setattr(upgrade.restore, "restore", restore_fails)
@@ -334,7 +334,7 @@ def test_a_failed_restore_in_rollback_leaves_the_record_on_the_newer_set(install
     upgrade.upgrade(installed(), None, yes=True, timeout=60, confirm=no_confirm)
     before = pinned_sets.read_record(home)
 
-    def restore_fails(s, path, pf, force):
+    def restore_fails(s, path, pf, force, **_):
         raise CommandError("the backup is damaged")
 
     monkeypatch.setattr(upgrade.restore, "restore", restore_fails)
@@ -342,6 +342,16 @@ def test_a_failed_restore_in_rollback_leaves_the_record_on_the_newer_set(install
         upgrade.rollback(installed(), yes=True, timeout=60, confirm=no_confirm)
     assert pinned_sets.read_record(home) == before
     assert world.names()[-1] == "backup"
+
+
+def test_rollback_refuses_an_untagged_pre_upgrade_backup_before_it_stops_anything(installed, monkeypatch, home):
+    world = FakeWorld(monkeypatch, home)
+    upgrade.upgrade(installed(), None, yes=True, timeout=60, confirm=no_confirm)
+    world.calls.clear()
+    monkeypatch.setattr(upgrade.archive, "read_manifest", lambda path: {"created": "then"})  # made before tags
+    with pytest.raises(CommandError, match="no authentication tag") as exc:
+        upgrade.rollback(installed(), yes=True, timeout=60, confirm=no_confirm)
+    assert "--allow-unauthenticated" in exc.value.hint and world.calls == []
 
 
 # ---------------------------------------------------------------- the CLI

@@ -133,7 +133,9 @@ def _home_secret(s: Settings) -> str | None:
 
 
 def restore(s: Settings, path: Path, passphrase_file: Path | None, force: bool,
-            allow_unauthenticated: bool = False) -> dict[str, Any]:
+            allow_unauthenticated: bool = False, accept_settings: bool = False) -> dict[str, Any]:
+    """force: replace the database the home holds; accept_settings: take the archive's resource.toml even where
+    it changes a path, a user or a program (a separate word: replacing a database says nothing about those)."""
     _refuse_running(s)
     if not path.is_file():
         raise CommandError(f"{path}: no such archive", "`./cli.sh backup list` shows the archives in <home>/backups")
@@ -155,7 +157,7 @@ def restore(s: Settings, path: Path, passphrase_file: Path | None, force: bool,
         raise CommandError("the secrets in this backup are encrypted with a passphrase",
                            f"give it with --passphrase-file FILE or {archive.PASSPHRASE_ENV}; nothing was changed")
     toml = archive.read_member(path, CONFIG_MEMBER, manifest)
-    settings_guard.check(settings_guard.changes(s.home, s.config_file, toml), force)
+    settings_guard.check(settings_guard.changes(s.home, s.config_file, toml), accept_settings)
     installer.check_home_owner(s)
     system.install_packages(system.missing_packages(True, False))
     who = system.ensure_service_user(s.service_user, s.home)

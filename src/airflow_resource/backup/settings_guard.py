@@ -3,7 +3,8 @@
 A restore puts the archive's resource.toml in place, and root commands read it next: a venv, service
 user, dags_dir or Airflow option changed there runs someone else's code as someone else. So the two files
 are resolved the same way (defaults, then the file; no environment, so the files themselves are compared)
-and every guarded setting that differs is shown; the restore refuses them unless --force.
+and every guarded setting that differs is shown; the restore refuses them unless --accept-settings
+(not --force, which a restore over an existing database needs anyway).
 """
 
 from __future__ import annotations
@@ -88,18 +89,21 @@ def changes(home: Path, current: Path, archived: bytes | None) -> list[dict[str,
     return rows
 
 
-def check(rows: list[dict[str, str]], force: bool) -> None:
-    """Show the changes; refuse them unless force."""
+ACCEPT_FLAG = "--accept-settings"
+
+
+def check(rows: list[dict[str, str]], accept: bool) -> None:
+    """Show the changes; refuse them unless accepted."""
     if not rows:
         return
     printer.table(["setting", "this home", "the archive's resource.toml"],
                   [[r["setting"], r["current"], r["archive"]] for r in rows],
                   title="settings the restore would change (paths, users, programs)")
     summary = ", ".join(f"{r['setting']} {r['current']} -> {r['archive']}" for r in rows)
-    if not force:
+    if not accept:
         raise CommandError(
             f"the archive's resource.toml changes {len(rows)} setting(s) that name a path, a user or a program: "
             f"{summary}",
-            "if these are the settings you want, restore with --force; otherwise use another archive; "
+            f"if these are the settings you want, restore with {ACCEPT_FLAG}; otherwise use another archive; "
             "nothing was changed")
-    printer.warn(f"restoring the archive's resource.toml with --force: {summary}")
+    printer.warn(f"restoring the archive's resource.toml with {ACCEPT_FLAG}: {summary}")

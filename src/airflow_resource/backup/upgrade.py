@@ -200,7 +200,7 @@ def _roll_back_failed_upgrade(s: Settings, new_s: Settings, old_record: dict[str
             shutdown.stop(new_s, STOP_TIMEOUT_S, force=True)
         pinned_sets.write_record(s.home, old_record)
         old_s = dataclasses.replace(s, venv=p.current_venv, pinned_set=p.current.name)
-        restore.restore(old_s, archive_path, None, force=True)
+        restore.restore(old_s, archive_path, None, force=True, accept_settings=True)
         if was_running:
             startup.start(old_s, timeout)
     except (CommandError, OSError) as again:
@@ -272,7 +272,7 @@ def rollback(s: Settings, yes: bool, timeout: float,
     old_s = dataclasses.replace(s, venv=old_venv, pinned_set=prev["pinned_set"])
     t = time.monotonic()
     try:
-        restore.restore(old_s, archive_path, None, force=True)
+        restore.restore(old_s, archive_path, None, force=True, accept_settings=True)
     except BaseException:
         pinned_sets.write_record(s.home, record)  # the restore changed nothing: neither does the record
         raise

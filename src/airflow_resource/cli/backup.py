@@ -68,7 +68,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
     started = time.monotonic()
     manifest = restore.restore(s, Path(args.file), path(args.passphrase_file), args.force,
-                               args.allow_unauthenticated)
+                               args.allow_unauthenticated, args.accept_settings)
     printer.ok(f"restored {Path(args.file).name} (made {manifest['created']}, authenticated by: "
                f"{manifest['authenticated_by']}) into {s.home} in {time.monotonic() - started:.1f} s")
     printer.info("start it with: `./cli.sh manage start`")

@@ -213,8 +213,9 @@ BACKUP = Group("backup", "back up and restore the database, DAGs, plugins, confi
     Action("list", "the archives in <home>/backups", "backup:cmd_list", formats("text", "json")),
     Action("restore", "into a stopped or fresh home", "backup:cmd_restore", (
         Arg("file", nargs="?", help="the archive"), PASSPHRASE_FILE,
-        FORCE.but(help="replace the database a stopped home already holds, and accept the archive's "
-                  "resource.toml changing paths, users or programs"),
+        FORCE.but(help="replace the database a stopped home already holds"),
+        Arg("--accept-settings", action="store_true", help="take the archive's resource.toml even where it "
+            "changes a path, a user or a program (venv, service_user, dags_dir, URLs, Airflow options)"),
         Arg("--allow-unauthenticated", action="store_true",
             help="restore an archive whose manifest has no tag this home can check (made before backups were "
                  "authenticated, or without a passphrase by another home); warns"))),
