@@ -196,6 +196,7 @@ def test_list_shows_the_archives(source, state):
     row = rows[state["archive"].name]
     assert row["kind"] == "manual" and row["size"] == state["archive"].stat().st_size
     assert row["contents"]["dags"] >= 12 and row["contents"]["secrets"] == "encrypted"
+    assert row["authenticated_by"] == "passphrase+home"
     assert any(r["kind"] == "scheduled" for r in rows.values())
     text = source.cli("backup", "list", timeout=60)
     assert text.returncode == 0 and state["archive"].name in text.stdout
@@ -282,18 +283,20 @@ def test_restore_refuses_a_damaged_archive(source, state, passfile, tmp_path):
     middle = len(good) // 2
     flipped.write_bytes(good[:middle] + bytes([good[middle] ^ 0xFF]) + good[middle + 1:])
     _refused(source, flipped, "--force", "--passphrase-file", str(passfile), expect="damaged")
-    # A member changed inside a well-formed archive: only the manifest's checksum notices.
+    # A member changed inside a well-formed archive: the (authenticated) manifest's size and checksum notice.
     edited = rewrite(state["archive"], tmp_path / "edited.tar.gz",
                      member_change=("dags/example_bash.py", lambda b: b + b"\n# changed\n"))
-    _refused(source, edited, "--force", "--passphrase-file", str(passfile), expect="checksum mismatch")
+    _refused(source, edited, "--force", "--passphrase-file", str(passfile), expect="its manifest declares")
     not_an_archive = tmp_path / "notes.tar.gz"
     not_an_archive.write_text("hello\n")
     _refused(source, not_an_archive, "--force", "--passphrase-file", str(passfile), expect="damaged")
 
 
-def test_restore_refuses_another_postgres_major(source, state, passfile, tmp_path):
+def test_restore_refuses_an_edited_manifest(source, state, passfile, tmp_path):
+    """The manifest's tag is checked first: an edited field is tampering (restore.check_compatible's own
+    refusal of another PostgreSQL major is a unit test)."""
     other = rewrite(state["archive"], tmp_path / "pg14.tar.gz", manifest_change=lambda m: m.update(postgres_major="14"))
-    _refused(source, other, "--force", "--passphrase-file", str(passfile), expect="PostgreSQL 14")
+    _refused(source, other, "--force", "--passphrase-file", str(passfile), expect="altered after it was made")
 
 
 def test_restore_over_a_home_with_a_database_needs_force(source, state, passfile):
@@ -307,7 +310,8 @@ def test_restore_without_secrets_into_a_fresh_home_is_refused(state):
     home = make_home("af-bk-fresh-")
     shutil.rmtree(home)
     proc = cli(stack_env(home), "backup", "restore", str(state["no_secrets"]), timeout=300)
-    assert proc.returncode == 1 and "holds no secrets" in proc.stderr, proc.stderr
+    # Without a passphrase only the home that made it can check its tag: refused before anything is read.
+    assert proc.returncode == 1 and "only the secrets of the home that made it" in proc.stderr, proc.stderr
     assert not home.exists()  # the fresh home it began is gone again
 
 

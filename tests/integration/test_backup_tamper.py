@@ -1,0 +1,179 @@
+"""Tampered archives on the real stack: a manifest edited to match a changed member, a member swapped, a
+member longer than declared, the tag stripped, and an authentic archive whose resource.toml changes the
+service user and the venv. Each restore is refused with a message naming what is wrong, and nothing in
+the home changes (every path's owner, mode and content, compared before and after). Then the untouched
+archive restores, so the refusals are not a restore that never works.
+
+The archives are tampered with the project's own format code where a forger would need it (gzip/tar, and
+auth.sign with the passphrase for the archive a passphrase holder made).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import stat
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from airflow_resource.backup import archive, auth
+from tests.conftest import make_home, processes_of, start_stack, stop_and_remove
+
+pytestmark = pytest.mark.integration
+
+PASSPHRASE = "tamper test passphrase, not a secret"
+DAG = "dags/example_bash.py"
+EVIL_DAG = b"import os\nos.system('id > /tmp/owned')\n"
+EVIL_TOML = b'service_user = "root"\nvenv = "/tmp/attacker-venv"\n'
+
+
+@pytest.fixture(scope="module")
+def made():
+    """A stack, one authentic archive of it (with a passphrase), then the stack stopped: a restore needs that."""
+    stack = start_stack("af-bk-tamper-")
+    folder = make_home("af-bk-tamper-files-")
+    passfile = folder / "passphrase"
+    passfile.write_text(PASSPHRASE + "\n")
+    passfile.chmod(0o600)
+    try:
+        proc = stack.cli("backup", "create", "--passphrase-file", str(passfile), timeout=600)
+        assert proc.returncode == 0, proc.stderr
+        good = Path(proc.stdout.strip().splitlines()[-1])
+        assert stack.cli("manage", "stop", timeout=180).returncode == 0
+        yield stack, good, passfile, folder
+    finally:
+        stop_and_remove(stack)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def snapshot(home: Path) -> dict[str, tuple]:
+    """Every path under the home, not following links: type, owner, group, mode, and content hash or link target."""
+    found = {}
+    for root, dirs, files in os.walk(home):
+        for name in dirs + files:
+            path = Path(root) / name
+            st = path.lstat()
+            what = (os.readlink(path) if stat.S_ISLNK(st.st_mode)
+                    else hashlib.sha256(path.read_bytes()).hexdigest() if stat.S_ISREG(st.st_mode) else None)
+            found[str(path.relative_to(home))] = (stat.S_IFMT(st.st_mode), st.st_uid, st.st_gid,
+                                                   stat.S_IMODE(st.st_mode), what)
+    st = home.lstat()
+    found["."] = (stat.S_IFMT(st.st_mode), st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode), None)
+    return found
+
+
+def rebuild(src: Path, dst: Path, manifest_edit=None, members: dict[str, bytes] | None = None,
+            header_sizes: dict[str, int] | None = None) -> Path:
+    """A copy of src with members' bytes replaced, the manifest edited (json, as a forger would), and tar
+    headers claiming other sizes; everything else byte for byte."""
+    members, header_sizes = members or {}, header_sizes or {}
+    with tarfile.open(src, "r:gz") as tin, tarfile.open(dst, "w:gz") as tout:
+        for info in tin.getmembers():
+            data = tin.extractfile(info).read()
+            if info.name == archive.MANIFEST and manifest_edit:
+                m = json.loads(data)
+                manifest_edit(m)
+                data = json.dumps(m, indent=2).encode()
+            data = members.get(info.name, data)
+            info.size = header_sizes.get(info.name, len(data))
+            tout.addfile(info, io.BytesIO(data))
+    return dst
+
+
+def listed_as(name: str, data: bytes):
+    def edit(m: dict) -> None:
+        entry = next(e for e in m["files"] if e["path"] == name)
+        entry.update(size=len(data), sha256=hashlib.sha256(data).hexdigest())
+    return edit
+
+
+def refused(stack, path: Path, passfile: Path, expect: str, *extra: str) -> str:
+    before = snapshot(stack.home)
+    proc = stack.cli("backup", "restore", str(path), "--force", "--passphrase-file", str(passfile), *extra,
+                     timeout=600)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert expect in proc.stderr and "nothing was changed" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert snapshot(stack.home) == before
+    assert processes_of(stack.home) == []
+    return proc.stdout + proc.stderr
+
+
+def test_the_archive_carries_both_tags_and_list_shows_them(made):
+    stack, good, _passfile, _folder = made
+    assert auth.described(archive.read_manifest(good)) == "passphrase+home"
+    proc = stack.cli("backup", "list", "--format", "json", timeout=60)
+    row = next(r for r in json.loads(proc.stdout) if r["file"] == str(good))
+    assert row["authenticated_by"] == "passphrase+home"
+
+
+def test_a_manifest_edited_to_match_a_changed_member_is_refused(made):
+    stack, good, passfile, folder = made
+    forged = rebuild(good, folder / "forged.tar.gz", manifest_edit=listed_as(DAG, EVIL_DAG), members={DAG: EVIL_DAG})
+    refused(stack, forged, passfile, "was altered after it was made")
+    # A changed field alone (the PostgreSQL major a restore checks) is the same refusal, not "PostgreSQL 14".
+    edited = rebuild(good, folder / "pg14.tar.gz", manifest_edit=lambda m: m.update(postgres_major="14"))
+    refused(stack, edited, passfile, "was altered after it was made")
+
+
+def test_a_swapped_member_is_refused(made):
+    stack, good, passfile, folder = made
+    size = next(e["size"] for e in archive.read_manifest(good)["files"] if e["path"] == DAG)
+    same_size = (b"# swapped " * size)[:size]
+    swapped = rebuild(good, folder / "swapped.tar.gz", members={DAG: same_size})
+    refused(stack, swapped, passfile, f"checksum mismatch in {DAG}")
+
+
+def test_a_member_longer_than_declared_is_refused(made):
+    stack, good, passfile, folder = made
+    longer = rebuild(good, folder / "longer.tar.gz", members={DAG: b"#" * (8 << 20)})
+    refused(stack, longer, passfile, f"member {DAG} is {8 << 20} bytes; its manifest declares")
+
+
+def test_a_stripped_tag_is_refused_unless_explicitly_allowed(made):
+    stack, good, passfile, folder = made
+    stripped = rebuild(good, folder / "stripped.tar.gz", manifest_edit=lambda m: m.pop("auth"))
+    text = refused(stack, stripped, passfile, "cannot be authenticated")
+    assert "--allow-unauthenticated" in text
+
+
+def test_a_resource_toml_changing_the_service_user_and_venv_is_refused(made):
+    """Authentic (signed with the passphrase, as a holder of it could): only the settings guard stops it."""
+    stack, good, passfile, folder = made
+
+    def resign(m: dict) -> None:
+        listed_as("config/resource.toml", EVIL_TOML)(m)
+        if not any(e["path"] == "config/resource.toml" for e in m["files"]):
+            m["files"].append({"path": "config/resource.toml", "size": len(EVIL_TOML),
+                               "sha256": hashlib.sha256(EVIL_TOML).hexdigest()})
+        m.pop("auth")
+        m["auth"] = auth.sign(m, PASSPHRASE, None, archive.SCRYPT)
+
+    path = folder / "settings.tar.gz"
+    if "config/resource.toml" in [e["path"] for e in archive.read_manifest(good)["files"]]:
+        rebuild(good, path, manifest_edit=resign, members={"config/resource.toml": EVIL_TOML})
+    else:  # the home had no resource.toml: add the member at the end
+        rebuild(good, path, manifest_edit=resign)
+        with tarfile.open(path, "r:gz") as tin:
+            items = [(i, tin.extractfile(i).read()) for i in tin.getmembers()]
+        info = tarfile.TarInfo("config/resource.toml")
+        info.size, info.mode = len(EVIL_TOML), 0o600
+        with tarfile.open(path, "w:gz") as tout:
+            for i, data in items + [(info, EVIL_TOML)]:
+                tout.addfile(i, io.BytesIO(data))
+    text = refused(stack, path, passfile, "changes 2 setting(s) that name a path, a user or a program")
+    assert "service_user airflow -> root" in text and "venv" in text and "/tmp/attacker-venv" in text
+    assert "--accept-settings" in text
+
+
+def test_the_untouched_archive_restores_authenticated_by_the_home(made):
+    stack, good, passfile, _folder = made
+    proc = stack.cli("backup", "restore", str(good), "--force", "--passphrase-file", str(passfile), timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "authenticated by: home" in proc.stderr
+    assert not list(stack.home.glob(".*restore*")) and processes_of(stack.home) == []
