@@ -41,6 +41,7 @@ def made():
     passfile.write_text(PASSPHRASE + "\n")
     passfile.chmod(0o600)
     try:
+        (stack.home / "resource.toml").write_text("log_retention_days = 30\n")  # the default: the archive has one
         proc = stack.cli("backup", "create", "--passphrase-file", str(passfile), timeout=600)
         assert proc.returncode == 0, proc.stderr
         good = Path(proc.stdout.strip().splitlines()[-1])
@@ -148,24 +149,11 @@ def test_a_resource_toml_changing_the_service_user_and_venv_is_refused(made):
 
     def resign(m: dict) -> None:
         listed_as("config/resource.toml", EVIL_TOML)(m)
-        if not any(e["path"] == "config/resource.toml" for e in m["files"]):
-            m["files"].append({"path": "config/resource.toml", "size": len(EVIL_TOML),
-                               "sha256": hashlib.sha256(EVIL_TOML).hexdigest()})
         m.pop("auth")
         m["auth"] = auth.sign(m, PASSPHRASE, None, archive.SCRYPT)
 
-    path = folder / "settings.tar.gz"
-    if "config/resource.toml" in [e["path"] for e in archive.read_manifest(good)["files"]]:
-        rebuild(good, path, manifest_edit=resign, members={"config/resource.toml": EVIL_TOML})
-    else:  # the home had no resource.toml: add the member at the end
-        rebuild(good, path, manifest_edit=resign)
-        with tarfile.open(path, "r:gz") as tin:
-            items = [(i, tin.extractfile(i).read()) for i in tin.getmembers()]
-        info = tarfile.TarInfo("config/resource.toml")
-        info.size, info.mode = len(EVIL_TOML), 0o600
-        with tarfile.open(path, "w:gz") as tout:
-            for i, data in items + [(info, EVIL_TOML)]:
-                tout.addfile(i, io.BytesIO(data))
+    path = rebuild(good, folder / "settings.tar.gz", manifest_edit=resign,
+                   members={"config/resource.toml": EVIL_TOML})
     text = refused(stack, path, passfile, "changes 2 setting(s) that name a path, a user or a program")
     assert "service_user airflow -> root" in text and "venv" in text and "/tmp/attacker-venv" in text
     assert "--accept-settings" in text
