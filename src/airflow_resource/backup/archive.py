@@ -2,7 +2,8 @@
 SHA-256 of every other member), and the passphrase encryption of the secrets in it.
 
 Written to a 0600 partial file and renamed, so an archive under its name is complete. Read as a stream:
-`./cli.sh backup list` stops after the manifest; a restore checks every member against it while extracting.
+`./cli.sh backup list` stops after the manifest; a restore authenticates the manifest first (auth.py),
+then streams every member against it, each capped at its declared size.
 """
 
 from __future__ import annotations
