@@ -1,4 +1,4 @@
-# Sourced by cli.sh and test/run-tests.sh: find the resource's venv, create it when missing.
+# Sourced by cli.sh and test/run-tests.sh: find the resource's (runtime) venv, create it when missing.
 # Sets RESOURCE_PY (the venv's python). Only bash and a system Python are needed before this.
 REPO="${REPO:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
 
@@ -12,7 +12,7 @@ _home_from_args() {
 }
 
 resource_bootstrap() {
-  local home venv python ver lock stamp want
+  local home venv python ver lock stamp want out
   home="$(_home_from_args "$@")"
   if [ -z "$home" ]; then
     if [ "$(id -u)" = 0 ]; then home="${APACHE_AIRFLOW_HOME:-/var/lib/apache-airflow}"
@@ -52,13 +52,23 @@ resource_bootstrap() {
     fi
   fi
   ver="$("$RESOURCE_PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
-  lock="$REPO/constraints/lock-py$ver.txt"
+  lock="$REPO/constraints/cli-lock-py$ver.txt"
   if [ ! -f "$lock" ]; then
     echo "error: no lock file for Python $ver in $REPO/constraints; run PYTHON=python$ver scripts/lock.sh" >&2
     return 1
   fi
   echo "• installing the resource CLI into $venv" >&2
-  "$RESOURCE_PY" -m pip install -q --disable-pip-version-check -c "$lock" -e "$REPO[test]" 2>&1 \
+  # Exactly the hashed lock (a file whose sha256 differs is refused), then our package editable: it needs
+  # no hash, and its build backend comes from that lock (no build isolation: pip fetches nothing else).
+  if ! out="$("$RESOURCE_PY" -m pip install -q --disable-pip-version-check --require-hashes --no-deps \
+      --only-binary :all: -r "$lock" 2>&1)"; then
+    printf '%s\n' "$out" | grep -v "^WARNING: Location" >&2
+    echo "error: pip refused or failed to install ${lock#"$REPO"/} (above; a hash mismatch names the package)" >&2
+    echo "  → a lock edited by hand: regenerate it with scripts/lock.sh; otherwise the file served is not the" >&2
+    echo "    released one (index, mirror or pip cache): do not install it, run pip cache purge and report it" >&2
+    return 1
+  fi
+  "$RESOURCE_PY" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e "$REPO" 2>&1 \
     | grep -v "^WARNING: Location" >&2 || true
   "$RESOURCE_PY" -c "import airflow_resource" || { echo "error: installing the resource CLI failed" >&2; return 1; }
   echo "$want" > "$stamp"

@@ -3,6 +3,7 @@
 set -euo pipefail
 REPO="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)"
 phase="${1:---all}"
+# PYTHON (`./cli.sh test` sets it): the runtime venv's python.
 if [ -n "${PYTHON:-}" ]; then RESOURCE_PY="$PYTHON"; else
   # shellcheck source=../scripts/venv.sh
   . "$REPO/scripts/venv.sh"; resource_bootstrap || exit 1
@@ -19,4 +20,7 @@ esac
 cd "$REPO"
 # What the phase's tests drive beyond the venv (chromium, prometheus): apt-get as root, else exit 1 naming them.
 "$RESOURCE_PY" -m airflow_resource.stack.test_deps --phase "${phase#--}"
-exec "$RESOURCE_PY" -m pytest -m "$marker" "${@:2}"
+# pytest and playwright live in the test venv (<repo>/.venv-test, hashed lock), never in the runtime venv;
+# it reaches Airflow and airflow_resource through a .pth to the runtime venv, which the stacks run from.
+TEST_PY="$("$REPO/scripts/test-venv.sh" "$RESOURCE_PY")"
+exec "$TEST_PY" -m pytest -m "$marker" "${@:2}"

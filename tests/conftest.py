@@ -27,6 +27,7 @@ import pytest
 import requests
 
 from airflow_resource.config import settings
+from airflow_resource.config.venv import runtime_venv
 from airflow_resource.stack.system import free_port, free_port_block  # noqa: F401 (modules import them from here)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,7 +48,8 @@ def stack_env(home: Path, workers: int = 1) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("APACHE_AIRFLOW_")}
     env.update({
         "APACHE_AIRFLOW_HOME": str(home),
-        "APACHE_AIRFLOW_VENV": sys.prefix,  # reuse the installed venv: no second Airflow install
+        # reuse the installed (runtime) venv: no second Airflow install; the tests run from the test venv
+        "APACHE_AIRFLOW_VENV": str(runtime_venv()),
         "APACHE_AIRFLOW_WORKERS": str(workers),
         "APACHE_AIRFLOW_LOG_SERVER_PORT": str(free_port_block(workers + 1)),
     })

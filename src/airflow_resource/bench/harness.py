@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ from airflow_resource.bench.baseline import StandaloneBench
 from airflow_resource.bench.measure import Bench, run_cli
 from airflow_resource.bench.workloads import BENCH_DAGS, Sizes
 from airflow_resource.config import settings
+from airflow_resource.config.venv import runtime_venv
 from airflow_resource.errors import CommandError
 from airflow_resource.stack import system
 
@@ -41,7 +41,7 @@ def run(quick: bool, output: Path | None, keep: bool = False, baseline: bool = F
     sizes = Sizes.quick() if quick else Sizes()
     home = Path(tempfile.mkdtemp(prefix="af-bench-", dir="/tmp"))
     home.chmod(0o755)
-    venv = os.environ.get("APACHE_AIRFLOW_VENV") or sys.prefix
+    venv = os.environ.get("APACHE_AIRFLOW_VENV") or str(runtime_venv())
     env = _env(home, venv)
     b = Bench(home, env, sizes)
     machine = {"cores": os.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),

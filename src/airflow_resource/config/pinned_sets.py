@@ -1,7 +1,8 @@
 """Pinned sets: the Airflow stacks this resource can install, each a committed lock file.
 
 The default (current) set is `constraints/lock-py<X.Y>.txt`; earlier ones live in
-`constraints/sets/<name>/lock-py<X.Y>.txt`. A set is named after the Airflow release it pins, and
+`constraints/sets/<name>/lock-py<X.Y>.txt`. Each lock pins every file by its sha256 (scripts/lock.sh) and
+is installed with --require-hashes (stack/installer.py). A set is named after the Airflow release it pins, and
 sets are ordered by that release, so "newer" needs no second table. A home records the set it runs
 (and the venv that holds it) in `<home>/.installed.json`; `./cli.sh manage upgrade` and `./cli.sh manage rollback`
 move that record (upgrade.py).
@@ -21,7 +22,8 @@ from airflow_resource.paths import CONSTRAINTS_DIR
 SETS_DIR = CONSTRAINTS_DIR / "sets"
 HOME_RECORD = ".installed.json"  # written by `./cli.sh manage install`, moved by upgrade/rollback
 VENVS_DIR = "venvs"  # <home>/venvs/<set>: the venvs of sets other than the configured venv's
-_AIRFLOW_PIN = re.compile(r"^apache-airflow==([0-9][0-9a-z.]*)\s*$", re.MULTILINE)
+# A hashed lock continues the pin's line with a backslash and its --hash options.
+_AIRFLOW_PIN = re.compile(r"^apache-airflow==([0-9][0-9a-z.]*)(?=\s|$)", re.MULTILINE)
 
 
 def version_key(version: str) -> tuple[int, ...]:

@@ -8,6 +8,7 @@ the venv and reads it through these.
 from __future__ import annotations
 
 import glob
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -41,3 +42,13 @@ def airflow_version(venv: Path) -> str | None:
     if not found:
         return None
     return Path(found[0]).name[len("apache_airflow-"):-len(".dist-info")]
+
+
+def runtime_venv() -> Path:
+    """The venv holding Airflow, which a stack started from this process runs from: this Python's own, or,
+    from the test venv (scripts/test-venv.sh reaches the runtime venv through a .pth), the airflow
+    package's. find_spec locates it without importing it."""
+    spec = importlib.util.find_spec("airflow")
+    if spec is None or spec.origin is None:
+        return Path(sys.prefix)
+    return Path(spec.origin).parents[4]  # <venv>/lib/pythonX.Y/site-packages/airflow/__init__.py

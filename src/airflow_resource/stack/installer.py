@@ -110,15 +110,47 @@ def ensure_venv(venv: Path, pinned: pinned_sets.PinnedSet) -> float | None:
     printer.step(f"installing Airflow {pinned.airflow} and its pinned stack from "
                  f"{lock.relative_to(REPO_ROOT)} into {venv} (1-3 minutes)")
     started = time.monotonic()
-    _pip(python, ["-r", str(lock)])
+    _pip(python, lock_install_args(lock), lock)
     if not has_resource_package(venv):
-        _pip(python, ["--no-deps", "-e", str(REPO_ROOT)])
+        # Editable, so it needs no hash; its build backend (setuptools, wheel) came from the hashed lock:
+        # without build isolation pip fetches nothing for it.
+        _pip(python, ["--no-deps", "--no-build-isolation", "-e", str(REPO_ROOT)])
+    _pip_check(python, lock)
     took = time.monotonic() - started
     printer.ok(f"Airflow {airflow_version(venv)} installed in {took:.0f} s")
     return took
 
 
-def _pip(python: Path, args: list[str]) -> None:
+def lock_install_args(lock: Path) -> list[str]:
+    """pip arguments that install exactly a hashed lock: every file checked against its sha256
+    (--require-hashes), nothing resolved beyond it (--no-deps: the lock lists every dependency), only
+    wheels (--only-binary: no package's build code runs as root; scripts/lock.sh documents exceptions)."""
+    return ["--require-hashes", "--no-deps", "--only-binary", ":all:", "-r", str(lock)]
+
+
+HASH_MISMATCH = "DO NOT MATCH THE HASHES"
+
+
+def hash_refusal(output: list[str], lock: Path | None) -> CommandError | None:
+    """pip's hash-mismatch report as an error naming each package, or None when the failure is another."""
+    if not any(HASH_MISMATCH in line for line in output):
+        return None
+    bad, seen = [], False
+    for line in output:
+        seen = seen or HASH_MISMATCH in line
+        parts = line.split()
+        if seen and len(parts) > 1 and "==" in parts[0] and parts[1] == "from":
+            bad.append(parts[0])
+    where = f" {lock.relative_to(REPO_ROOT) if lock.is_relative_to(REPO_ROOT) else lock}" if lock else ""
+    return CommandError(
+        f"refused to install {', '.join(bad) or 'a package'}: the file pip got does not match the sha256 the "
+        f"lock{where} pins (nothing was installed; the venv is as it was):\n" + "\n".join(output[-12:]),
+        "if the lock was edited by hand, regenerate it with scripts/lock.sh and review the diff; otherwise the "
+        "file served is not the released one (a tampered index, mirror or pip cache): do not install it, "
+        "clear the cache (pip cache purge) and report it")
+
+
+def _pip(python: Path, args: list[str], lock: Path | None = None) -> None:
     cmd = [str(python), "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "off", *args]
     with printer.status("pip install") as spinner:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -132,8 +164,20 @@ def _pip(python: Path, args: list[str]) -> None:
                 tail = (tail + [line])[-30:]
         rc = proc.wait(timeout=PIP_TIMEOUT_S)
     if rc != 0:
-        raise CommandError("pip install of the pinned stack failed:\n" + "\n".join(tail),
-                           "fix the error above (network to PyPI, disk space), then run the command again")
+        raise hash_refusal(tail, lock) or CommandError(
+            "pip install of the pinned stack failed:\n" + "\n".join(tail),
+            "fix the error above (network to PyPI, disk space), then run the command again")
+
+
+def _pip_check(python: Path, lock: Path) -> None:
+    """--no-deps trusts the lock to be complete: pip check proves it (a missing dependency is named)."""
+    proc = subprocess.run([str(python), "-m", "pip", "check", "--disable-pip-version-check"],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise CommandError(f"the venv {python.parent.parent} misses a dependency after installing "
+                           f"{lock.name}:\n{proc.stdout.strip()}",
+                           "add it to the set's requirements.in and re-run scripts/lock.sh (the lock must list "
+                           "every dependency: it is installed with --no-deps)")
 
 
 def layout(s: Settings, who: system.RunAs) -> None:

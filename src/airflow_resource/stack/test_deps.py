@@ -2,8 +2,9 @@
 PostgreSQL and Redis (stack/system.py): apt-get as root, otherwise an error naming the packages, exit 1.
 
 test/run-tests.sh runs it before pytest, so `./cli.sh test all` on a fresh machine has what its tests
-drive: `python -m airflow_resource.stack.test_deps --phase all`. The Python side (Playwright, pytest,
-prometheus_client) is in the venv already, from constraints/; this is only what Debian packages.
+drive: `python -m airflow_resource.stack.test_deps --phase all`. The Python side is not here: pytest and
+Playwright are in the test venv (scripts/test-venv.sh, constraints/test-lock-py<X.Y>.txt, hashed),
+prometheus_client in the runtime venv (the metrics daemon's); this is only what Debian packages.
 """
 
 from __future__ import annotations
