@@ -72,6 +72,7 @@ def table(s: Settings) -> list[Entry]:
         Entry("data", "dir", SERVICE, SERVICE, 0o750, True, "pipelines' own files"),
         Entry("alerts", "dir", SERVICE, SERVICE, 0o750, True, "the alert spool"),
         Entry("state", "dir", SERVICE, SERVICE, 0o750, True, "heartbeats, the backup schedule's status, HOME"),
+        Entry("dags-test", "dir", SERVICE, SERVICE, None, False, "`dags test`'s throw-away database"),
         Entry("backups", "dir", ROOT, SERVICE, 0o1770, True,
               "archives: sticky, so the backup schedule (service user) cannot rename or replace root's"),
     ]
