@@ -113,3 +113,35 @@ def test_a_dags_folder_outside_the_home_the_service_user_can_write_is_refused(ma
     with pytest.raises(CommandError, match="writable by the service user") as exc:
         home_layout.check_dags_dir(s, who)
     assert "chmod go-w" in exc.value.hint
+
+
+def test_architecture_doc_shows_the_table_as_generated():
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "architecture.md").read_text()
+    start = doc.index("<!-- home_layout table")
+    body = doc[doc.index("\n", start) + 1:doc.index("<!-- end of home_layout table -->")].strip()
+    s = settings.resolve({"home": "/var/lib/apache-airflow"}, environ={})
+    assert body == home_layout.markdown(s), "regenerate the table in docs/architecture.md from home_layout.markdown()"
+
+
+def test_a_data_folder_of_the_service_user_is_handed_to_the_data_user(make_settings, tmp_path):
+    """A home of an older version: postgres/ was the service user's. The start hands it, every file, to the data
+    user (0700), so no task can read it; a hard link planted in it is refused, its other name untouched."""
+    data = RunAs("data", 65533, NOBODY.gid, "/")
+    who = home_layout.Owners(NOBODY, data)
+    s = make_settings()
+    (s.postgres_dir / "base").mkdir(parents=True)
+    (s.postgres_dir / "base" / "1").write_text("rows")
+    for p in (s.postgres_dir, s.postgres_dir / "base", s.postgres_dir / "base" / "1"):
+        os.chown(p, NOBODY.uid, NOBODY.gid)
+    s.postgres_dir.chmod(0o755)
+    home_layout.apply(s, who)
+    assert {os.stat(p).st_uid for p in (s.postgres_dir, s.postgres_dir / "base", s.postgres_dir / "base" / "1")} \
+        == {data.uid}
+    assert mode(s.postgres_dir) == 0o700
+    victim = tmp_path / "victim"
+    victim.write_text("v")
+    os.chown(s.redis_dir, NOBODY.uid, NOBODY.gid)
+    os.link(victim, s.redis_dir / "appendonly.aof")
+    with pytest.raises(CommandError, match="hard link"):
+        home_layout.apply(s, who)
+    assert os.stat(victim).st_uid == 0
