@@ -145,3 +145,21 @@ def test_a_data_folder_of_the_service_user_is_handed_to_the_data_user(make_setti
     with pytest.raises(CommandError, match="hard link"):
         home_layout.apply(s, who)
     assert os.stat(victim).st_uid == 0
+
+
+def test_taking_plugins_over_drops_the_links_the_service_user_made_and_repairs_log_modes(make_settings, who,
+                                                                                         tmp_path):
+    s = make_settings()
+    s.plugins_dir.mkdir(parents=True)
+    (s.plugins_dir / "mine.py").write_text("")
+    (s.plugins_dir / "evil.py").symlink_to(tmp_path / "anything.py")
+    for p in (s.plugins_dir, s.plugins_dir / "mine.py"):
+        os.chown(p, NOBODY.uid, NOBODY.gid)
+    os.lchown(s.plugins_dir / "evil.py", NOBODY.uid, NOBODY.gid)
+    s.logs_dir.mkdir()
+    (s.logs_dir / "supervisord.log").write_text("old\n")
+    (s.logs_dir / "supervisord.log").chmod(0o644)
+    home_layout.apply(s, who)
+    assert sorted(p.name for p in s.plugins_dir.iterdir()) == ["mine.py"]
+    assert os.stat(s.plugins_dir / "mine.py").st_uid == 0
+    assert mode(s.logs_dir / "supervisord.log") == 0o640

@@ -123,6 +123,8 @@ def apply(s: Settings, who: Owners) -> None:
     check_dags_dir(s, who)
     for e in table(s):
         if not e.create:
+            if e.kind == "file" and e.owner == ROOT and e.mode is not None and os.path.lexists(e.path(s)):
+                safe_files.set_owner(e.path(s), who.uid(ROOT), who.gid(e.group), e.mode)  # e.g. an older 0644 log
             continue
         path, uid, gid = e.path(s), who.uid(e.owner), who.gid(e.group)
         if e.kind == "file":
@@ -141,13 +143,31 @@ def apply(s: Settings, who: Owners) -> None:
             _clear_foreign(path, uid)
         elif e.rel in TAKEN_WHOLE or path == s.dags_dir:
             printer.step(f"making {path} root's (the service user may read it, not change it)")
+            _drop_links_of(path, before)
             safe_files.chown_tree(path, uid, gid, e.mode)
+            if e.rel == "logs/components":
+                for log in os.scandir(path):
+                    if log.is_file(follow_symlinks=False):
+                        safe_files.set_owner(log.path, uid, -1, 0o640)
 
 
 # Taken over from another owner (a home of an older version), these lose what that owner left there (the
 # stack writes them anew at every start), and these become root's with everything in them.
 REGENERATED = ("run", "run/env", f"run/{PIDS_DIR}", f"run/{STAGING}")
 TAKEN_WHOLE = ("plugins", "airflow", "logs/components")
+
+
+def _drop_links_of(path: Path, uid: int) -> None:
+    """Symlinks the former owner made in a folder root now trusts (code every component imports): removed,
+    each named, since where they point was that owner's choice."""
+    for root, dirs, files in os.walk(path):
+        for name in dirs + files:
+            link = Path(root) / name
+            st = os.lstat(link)
+            if stat.S_ISLNK(st.st_mode) and st.st_uid == uid:
+                printer.warn(f"removing {link} -> {os.readlink(link)}: a link the service user made in a folder "
+                             "that is now root's")
+                safe_files.remove(link)
 
 
 def _clear_foreign(path: Path, root_uid: int, everything: bool = False) -> None:
