@@ -38,11 +38,13 @@ def test_status_json_reports_every_component_healthy(running_stack):
 
 
 def test_components_run_as_the_service_user_not_root(running_stack):
-    pids = [c["pid"] for c in running_stack.status()["components"]]
-    users = {psutil.Process(pid).username() for pid in pids}
-    if os.geteuid() == 0:
-        assert users == {"airflow"}
+    users = {c["name"]: psutil.Process(c["pid"]).username() for c in running_stack.status()["components"]}
+    if os.geteuid() == 0:  # the data stores as the data user, out of every task's reach
+        assert {n: u for n, u in users.items() if n in ("postgres", "redis")} == {"postgres": "airflow-data",
+                                                                                   "redis": "airflow-data"}
+        assert {u for n, u in users.items() if n not in ("postgres", "redis")} == {"airflow"}
     else:
+        users = set(users.values())
         assert users == {psutil.Process().username()}
 
 

@@ -18,6 +18,7 @@ from airflow_resource.stack import components
 from airflow_resource.stack import probes
 from airflow_resource.backup import restore
 from airflow_resource.config import secrets
+from airflow_resource.config import settings
 from airflow_resource.errors import CommandError
 
 pytestmark = pytest.mark.unit
@@ -239,7 +240,10 @@ def test_schedule_component_only_when_an_interval_is_set(make_settings, sec):
     s = make_settings(backup_interval_minutes="60")
     comp = components.by_name(components.build(s, sec))["backup"]
     assert comp.priority == components.EDGE and not comp.airflow
-    assert comp.env == sec.as_env()  # it archives secrets.env whole
+    env = dict(comp.env)
+    # the running stack's settings travel in its env file: the effective settings file is root's
+    assert settings.from_json(json.loads(env.pop(settings.SETTINGS_ENV))) == s
+    assert env == sec.as_env()  # it archives secrets.env whole
     assert sec.admin_password not in " ".join(comp.argv)
 
 

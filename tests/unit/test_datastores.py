@@ -19,7 +19,7 @@ def test_postgres_conf(make_settings):
     lines = conf_lines(text)
     assert "port = 51432" in lines
     assert "listen_addresses = '127.0.0.1'" in lines
-    assert f"unix_socket_directories = '{s.run_dir}'" in lines
+    assert f"unix_socket_directories = '{s.postgres_dir}'" in lines  # the data user's: run/ is root's
     assert "password_encryption = 'scram-sha-256'" in lines
     assert f"max_connections = {datastores.PG_MAX_CONNECTIONS}" in lines
     assert "synchronous_commit = on" in lines

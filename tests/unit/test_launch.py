@@ -275,3 +275,131 @@ def _state(pid: int) -> str:
             return f.read().rsplit(")", 1)[1].split()[0]
     except OSError:
         return "gone"
+
+
+# ---------------------------------------------------------------- the drop, in-process Python, memfds
+
+def _service_user():
+    import pwd
+
+    try:
+        return pwd.getpwnam("airflow")
+    except KeyError:
+        return None
+
+
+needs_drop = pytest.mark.skipif(os.geteuid() != 0 or _service_user() is None,
+                                reason="dropping to the service user needs root and the user `airflow`")
+SLEEPER = """\
+import os, sys, time
+key = os.environ.get("KEY_PEM", "")
+print(f"pid={os.getpid()} uid={os.getuid()} gid={os.getgid()} groups={os.getgroups()} umask={os.umask(0o027):o}", flush=True)
+print("key=" + (open(key).read().replace("\\n", "|") if key.startswith("/proc/self/fd/") else "not a memfd"), flush=True)
+print("secret=" + os.environ.get("A_SECRET", ""), flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.fixture
+def module_dir():
+    """A folder of one module the service user can read (pytest's tmp_path is root's, 0700)."""
+    import tempfile
+
+    d = Path(tempfile.mkdtemp(prefix="launch-test-", dir="/tmp"))
+    d.chmod(0o755)
+    (d / "sleeper.py").write_text(SLEEPER)
+    (d / "sleeper.py").chmod(0o644)
+    yield d
+    shutil.rmtree(d)
+
+
+def read_as(user, path: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["cat", path], user=user.pw_uid, group=user.pw_gid, extra_groups=[],
+                          capture_output=True, timeout=TIMEOUT_S)
+
+
+def start_launched(procs, module_dir: Path, tmp_path: Path, command: list[str], user: str | None):
+    env_file = write_env_file(tmp_path / "c.json", {
+        "A_SECRET": "s3cret-value", "KEY_PEM": "-----BEGIN PRIVATE KEY-----\nabc\n-----END PRIVATE KEY-----\n",
+        launch.MEMFD_VARS_ENV: "KEY_PEM"})
+    drop = ["--user", user] if user else []
+    return procs([sys.executable, str(LAUNCH), *drop, "--", *command], clean_env(**{ENV_FILE_ENV: str(env_file)}),
+                 cwd=module_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def first_lines(p: subprocess.Popen, n: int) -> list[str]:
+    lines = [p.stdout.readline().strip() for _ in range(n)]
+    assert all(lines), (lines, p.stderr.read() if p.poll() is not None else "")
+    return lines
+
+
+@needs_drop
+def test_venv_python_runs_in_process_after_the_drop_and_is_not_dumpable(procs, module_dir, tmp_path):
+    """As root the launcher reads the root-only env file, then drops to the service user and runs `python -m`
+    in this very process: another process of the service user (a task) cannot read its environ, while it
+    can read the environ of a component that was exec'd (the control: the probe is real)."""
+    user = _service_user()
+    p = start_launched(procs, module_dir, tmp_path, [sys.executable, "-m", "sleeper"], "airflow")
+    ident, key, secret = first_lines(p, 3)
+    fields = dict(kv.split("=", 1) for kv in ident.split(" "))
+    assert fields["pid"] == str(p.pid)  # in process: the launcher is the component
+    assert (fields["uid"], fields["gid"]) == (str(user.pw_uid), str(user.pw_gid))
+    assert fields["groups"] == f"[{user.pw_gid}]" and fields["umask"] == "27"
+    assert key == "key=-----BEGIN PRIVATE KEY-----|abc|-----END PRIVATE KEY-----|" and secret == "secret=s3cret-value"
+    denied = read_as(user, f"/proc/{p.pid}/environ")
+    assert denied.returncode != 0 and b"Permission denied" in denied.stderr
+    # root still can (stop finds a stack's processes by the tag there); it shows the environment the process
+    # was exec'd with, so the env file's secrets are not in it at all
+    assert ENV_FILE_ENV.encode() in Path(f"/proc/{p.pid}/environ").read_bytes()
+
+    control = start_launched(procs, module_dir, tmp_path, ["/bin/sh", "-c", "echo up; exec sleep 60"], "airflow")
+    assert first_lines(control, 1) == ["up"]
+    allowed = read_as(user, f"/proc/{control.pid}/environ")
+    assert allowed.returncode == 0 and b"s3cret-value" in allowed.stdout
+
+
+@needs_drop
+def test_memfd_path_opens_only_in_the_component_and_its_children(procs, module_dir, tmp_path):
+    user = _service_user()
+    p = start_launched(procs, module_dir, tmp_path, [sys.executable, "-m", "sleeper"], "airflow")
+    first_lines(p, 3)
+    fds = {e.name: os.readlink(f"/proc/{p.pid}/fd/{e.name}") for e in os.scandir(f"/proc/{p.pid}/fd")}
+    [memfd] = [n for n, target in fds.items() if target.startswith("/memfd:KEY_PEM")]
+    assert read_as(user, f"/proc/{p.pid}/fd/{memfd}").returncode != 0  # another process of the same user
+    child = subprocess.run(  # a fork+exec of the component (a child process) opens it
+        [sys.executable, "-c", f"print(open('/proc/self/fd/{memfd}').read(), end='')"],
+        pass_fds=(), capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert child.returncode != 0  # not ours: the fd number means nothing in an unrelated process
+
+
+def test_memfd_vars_turn_content_into_a_readable_fd_path(tmp_path):
+    """Without a drop too (the CLI not root): the variable becomes /proc/self/fd/N with the content, and the
+    fd survives exec, so the exec'd component opens it."""
+    env_file = write_env_file(tmp_path / "c.json", {"PEM": "line1\nline2\n", "OTHER": "x",
+                                                     launch.MEMFD_VARS_ENV: "PEM"})
+    env = clean_env(**{ENV_FILE_ENV: str(env_file)})
+    code = "import os; v = os.environ['PEM']; print(v); print(open(v).read(), end=''); print(os.environ.get('" \
+           + launch.MEMFD_VARS_ENV + "', 'gone'))"
+    done = run_launch(["--", sys.executable, "-c", code], env)
+    assert done.returncode == 0, done.stderr
+    path, *rest = done.stdout.splitlines()
+    assert path.startswith("/proc/self/fd/")
+    assert rest == ["line1", "line2", "gone"]
+
+
+def test_memfd_var_missing_from_the_env_file_is_an_error(tmp_path):
+    env_file = write_env_file(tmp_path / "c.json", {launch.MEMFD_VARS_ENV: "NOT_SET"})
+    done = run_launch(["--", sys.executable, "-c", "print('ran')"], clean_env(**{ENV_FILE_ENV: str(env_file)}))
+    assert done.returncode == 1 and "NOT_SET" in done.stderr and "ran" not in done.stdout
+
+
+def test_in_process_only_for_this_venvs_python(tmp_path):
+    script = tmp_path / "tool"
+    assert launch.in_process([sys.executable, "-m", "celery"])
+    assert not launch.in_process([sys.executable, "-c", "pass"])
+    assert not launch.in_process(["/usr/bin/redis-server", "x.conf"])
+    own = Path(sys.executable).parent / "airflow"
+    if own.exists():
+        assert launch.in_process([str(own), "scheduler"])
+    script.write_text("#!/bin/sh\n")
+    assert not launch.in_process([str(script)])

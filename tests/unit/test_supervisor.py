@@ -265,12 +265,26 @@ def test_one_program_per_component(s, comps):
     assert f"serverurl=unix://{s.supervisord_socket}" in text
 
 
-def test_user_only_when_given(s, comps):
+USERS = {"service": "airflow", "data": "airflow-data"}
+
+
+def test_no_user_line_and_the_launcher_drops_to_each_components_user(s, comps):
+    """supervisord starts every launcher as root (no user=): the launcher drops to --user itself, after it
+    read the root-only env file; PostgreSQL and Redis to the data user, the rest to the service user."""
     without = supervisor.render(s, comps, None)
     assert not any(line.startswith("user=") for line in without.splitlines())
-    with_user = supervisor.render(s, comps, "airflow")
-    for name, lines in programs(with_user).items():
-        assert [ln for ln in lines if ln.startswith("user=")] == ["user=airflow"], name
+    assert "--user" not in without
+    with_users = supervisor.render(s, comps, USERS)
+    assert not any(line.startswith("user=") for line in with_users.splitlines())
+    progs = programs(with_users)
+    for c in comps:
+        [command] = [ln for ln in progs[c.name] if ln.startswith("command=")]
+        argv = shlex.split(command.removeprefix("command="))
+        assert argv[2:4] == ["--user", USERS[c.run_as]], c.name
+        assert f"umask={supervisor.UMASK:03o}" in progs[c.name]
+    assert {c.run_as for c in comps if c.name in ("postgres", "redis")} == {"data"}
+    assert {c.run_as for c in comps if c.name not in ("postgres", "redis")} == {"service"}
+    assert "umask=027" in with_users.split("[program:")[0]  # supervisord's own log: 0640
 
 
 def test_programs_do_not_autostart_and_log_per_component(s, comps):
@@ -301,7 +315,7 @@ def test_environment_holds_only_the_env_file_and_the_tag(s, comps):
 
 
 def test_render_contains_no_secret(s, comps, sec, aenv):
-    text = supervisor.render(s, comps, "airflow")
+    text = supervisor.render(s, comps, USERS)
     for field, value in dataclasses.asdict(sec).items():
         assert value not in text, field
     assert "AIRFLOW__" not in text
@@ -349,10 +363,11 @@ def test_rendered_file_parses_with_supervisord(s, comps):
         assert pc.uid is None
 
 
-def test_user_parses_with_supervisord(s, comps):
+def test_users_parse_with_supervisord(s, comps):
     me = pwd.getpwuid(os.getuid())
-    parsed = parse(s, supervisor.render(s, comps, me.pw_name))
-    assert {pc.uid for name, pc in parsed.items() if name} == {me.pw_uid}
+    parsed = parse(s, supervisor.render(s, comps, {"service": me.pw_name, "data": me.pw_name}))
+    assert {pc.uid for name, pc in parsed.items() if name} == {None}  # supervisord itself switches no user
+    assert all(shlex.split(pc.command)[2:4] == ["--user", me.pw_name] for name, pc in parsed.items() if name)
 
 
 def check_home_parses(make_settings, sec, dirname: str) -> None:

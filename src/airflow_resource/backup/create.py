@@ -9,6 +9,7 @@ one snapshot. A stopped stack's PostgreSQL is started alone, on a private port, 
 from __future__ import annotations
 
 import contextlib
+import os
 import json
 import shutil
 import socket
@@ -20,6 +21,7 @@ from typing import Any, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 from airflow_resource import __version__
+from airflow_resource import safe_files
 from airflow_resource.backup import archive
 from airflow_resource.backup import auth
 from airflow_resource.stack import installer
@@ -189,5 +191,6 @@ def human_size(n: float) -> str:
 
 
 def make_folder(s: Settings, who: system.RunAs) -> None:
-    """<home>/backups, the service user's (the schedule writes and prunes there), private."""
-    system.make_dir(s.backups_dir, who, 0o700)
+    """<home>/backups: root's, sticky and writable by the service group (home_layout's table): the schedule
+    writes and prunes its own archives there, and cannot rename or replace root's."""
+    safe_files.ensure_dir(s.backups_dir, 0o1770, os.geteuid(), who.gid if system.is_root() else -1)

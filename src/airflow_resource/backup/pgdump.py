@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import signal
 import subprocess
 import tempfile
@@ -18,6 +19,7 @@ from airflow_resource.config import airflow_config
 from airflow_resource.stack import datastores
 from airflow_resource.stack import system
 from airflow_resource.errors import CommandError
+from airflow_resource import safe_files
 from airflow_resource.config.secrets import Secrets, write_private
 from airflow_resource.stack.system import RunAs
 
@@ -78,16 +80,33 @@ def restore(port: int, sec: Secrets, database: str, dump_file: Path) -> None:
               str(dump_file)], env, f"pg_restore of {database}")
 
 
+def data_owner(data_dir: Path, fallback: RunAs) -> RunAs:
+    """PostgreSQL runs as the owner of its data directory (it refuses any other): under root, the data user
+    (a home of an older version: the service user, until `manage start` hands the folder over)."""
+    if not system.is_root():
+        return fallback
+    st = os.stat(data_dir)
+    if st.st_uid == 0:
+        raise CommandError(f"{data_dir} belongs to root; PostgreSQL refuses to run as root",
+                           "run `./cli.sh manage start` (it hands the folder to the data user), then try again")
+    try:
+        name = pwd.getpwuid(st.st_uid).pw_name
+    except KeyError:
+        name = str(st.st_uid)
+    return RunAs(name, st.st_uid, st.st_gid, "/")
+
+
 @contextlib.contextmanager
 def temporary_server(data_dir: Path, sec: Secrets, who: RunAs) -> Iterator[int]:
     """PostgreSQL on data_dir on a free loopback port, as the service user, stopped (fast shutdown) on exit.
 
     PostgreSQL's own lock (postmaster.pid) refuses a second server on the same data dir."""
     root = system.is_root()
+    who = data_owner(data_dir, who)
     port = system.free_port()
     with tempfile.TemporaryDirectory(prefix="af-pg-") as sock_dir:
         if root:
-            os.chown(sock_dir, who.uid, who.gid)
+            safe_files.set_owner(sock_dir, who.uid, who.gid)
         log_path = Path(sock_dir) / "postgres.log"
         with log_path.open("w") as log:
             proc = subprocess.Popen(

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_resource import AIRFLOW_VERSION, printer
+from airflow_resource import safe_files
 from airflow_resource.backup import archive
 from airflow_resource.backup import auth
 from airflow_resource.backup import settings_guard
@@ -79,11 +80,11 @@ def _secrets(s: Settings, manifest: dict[str, Any], extracted: Path, passphrase:
 
 
 def _chown_tree(root: Path, who: system.RunAs) -> None:
+    """The restored dags and plugins folders: root's, readable by the service group (home_layout's table),
+    chowned through directory fds (no link in the archive's tree is followed)."""
     if not system.is_root():
         return
-    system.chown(root, who)
-    for path in root.rglob("*"):
-        os.chown(path, who.uid, who.gid, follow_symlinks=False)
+    safe_files.chown_tree(root, os.geteuid(), who.gid, 0o750)
 
 
 def _beside(target: Path, tag: str) -> Path:
@@ -161,16 +162,17 @@ def restore(s: Settings, path: Path, passphrase_file: Path | None, force: bool,
     installer.check_home_owner(s)
     system.install_packages(system.missing_packages(True, False))
     who = system.ensure_service_user(s.service_user, s.home)
+    data = system.ensure_data_user(s.data_user, who, s.home)
     fresh = not s.home.exists()
-    s.home.mkdir(parents=True, exist_ok=True)
-    if fresh:
-        os.chmod(s.home, 0o755)
+    gid = who.gid if system.is_root() else -1
+    safe_files.ensure_dir(s.home, 0o750, os.geteuid(), gid)
     staging = s.home / STAGING
     _remove(staging)
-    system.make_dir(staging, who, 0o700)
+    # root's; the data user (the service group) may only pass through to the new cluster
+    safe_files.ensure_dir(staging, 0o710, os.geteuid(), gid)
     staged: list[Path] = []
     try:
-        pairs = _stage(s, manifest, path, passphrase, who, staging, staged)
+        pairs = _stage(s, manifest, path, passphrase, who, staging, staged, data)
         swap_in(pairs)
     except BaseException:
         for p in staged:
@@ -189,15 +191,15 @@ def restore(s: Settings, path: Path, passphrase_file: Path | None, force: bool,
 
 
 def _stage(s: Settings, manifest: dict[str, Any], path: Path, passphrase: str | None, who: system.RunAs,
-           staging: Path, staged: list[Path]) -> list[tuple[Path, Path]]:
+           staging: Path, staged: list[Path], data: system.RunAs) -> list[tuple[Path, Path]]:
     """Build everything the restore puts in place; returns (staged path, target) pairs."""
     extracted = staging / "archive"
     printer.step(f"checking {path.name} against its manifest")
     archive.extract_verified(path, extracted, manifest)
     sec, secrets_text = _secrets(s, manifest, extracted, passphrase)
     stage_s = dataclasses.replace(s, home=staging)
-    system.make_dir(stage_s.run_dir, who, 0o700)
-    datastores.initdb(stage_s, sec, who, pgdump.pg_bindir())
+    safe_files.ensure_dir(stage_s.run_dir, 0o710, os.geteuid(), who.gid if system.is_root() else -1)
+    datastores.initdb(stage_s, sec, data, pgdump.pg_bindir())
     with pgdump.temporary_server(stage_s.postgres_dir, sec, who) as port:
         datastores.ensure_roles_and_databases(dataclasses.replace(s, postgres_port=port), sec)
         for db in manifest["contents"]["databases"]:
@@ -213,13 +215,12 @@ def _stage(s: Settings, manifest: dict[str, Any], path: Path, passphrase: str | 
             shutil.copytree(extracted / name, new)
         else:
             new.mkdir()  # the backup's folder was empty
-        os.chmod(new, 0o755)
         _chown_tree(new, who)
         pairs.append((new, target))
     redis = _beside(s.redis_dir, NEW)
     _remove(redis)
     staged.append(redis)
-    system.make_dir(redis, who, 0o700)
+    system.make_dir(redis, data, 0o700)
     pairs.append((redis, s.redis_dir))
     if secrets_text is not None:
         new = _beside(s.secrets_file, NEW)

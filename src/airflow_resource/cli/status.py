@@ -31,9 +31,23 @@ def cmd_status(args: argparse.Namespace) -> int:
         _print_components(report, args.verbose, stack_health.GIVEN_UP)
     if args.format not in ("json", "yaml"):
         print_disk(report["disk"], args.verbose)
+        print_drift(report.get("layout_drift"))
     if not report["running"]:  # the report is the answer: printed, then exit 2 (errors.py)
         return EXIT_ALREADY
     return 0 if report["healthy"] else EXIT_ERROR
+
+
+def print_drift(drift: list[dict[str, str]] | None) -> None:
+    """--verbose: each path of the home whose owner or mode drifted from the layout table."""
+    if drift is None:
+        return
+    if not drift:
+        printer.ok("home layout: every owner and mode as the table says (docs/architecture.md)")
+        return
+    printer.warn(f"home layout: {len(drift)} path(s) drifted from the table (docs/architecture.md); "
+                 "`./cli.sh manage restart` repairs them")
+    for d in drift:
+        printer.info("  {}: {} (want {})", d["path"], d["problem"], d["want"])
 
 
 def _print_components(report: dict[str, Any], verbose: bool, given_up: Any) -> None:

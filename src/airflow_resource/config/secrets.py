@@ -91,18 +91,12 @@ def render_env_file(s: Secrets) -> str:
 
 
 def write_private(path: Path, text: str, uid: int | None = None, gid: int | None = None) -> None:
-    """Write a file that is 0600 from the first byte (no window where it is readable)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, SECRET_FILE_MODE)
-    try:
-        os.fchmod(fd, SECRET_FILE_MODE)
-        if uid is not None:
-            os.fchown(fd, uid, gid if gid is not None else -1)
-        os.write(fd, text.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    """Write a file that is 0600 from the first byte (no window where it is readable), never through a link
+    planted at its name (safe_files: a fresh O_EXCL|O_NOFOLLOW file renamed over it in its directory's fd)."""
+    from airflow_resource import safe_files
+
+    safe_files.write_file(path, text, SECRET_FILE_MODE, -1 if uid is None else uid,
+                          -1 if gid is None else gid)
 
 
 def require_installed(s: Any) -> Secrets:

@@ -10,6 +10,7 @@ import dataclasses
 import json
 import os
 import re
+import stat
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,10 @@ from airflow_resource.config.settings_table import (  # noqa: F401  (re-exported
 )
 
 CONFIG_FILE_NAME = "resource.toml"
-EFFECTIVE_FILE = "run/effective.json"  # settings of the stack that is running
+EFFECTIVE_FILE = "run/effective.json"  # settings of the stack that is running (root's, 0600)
+# The running stack's settings for a daemon that needs them (the backup schedule): through its env file,
+# since the effective file is root's.
+SETTINGS_ENV = ENV_PREFIX + "RUNNING_SETTINGS"
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,7 @@ class Settings:
     postgres_url: str
     redis_url: str
     service_user: str
+    data_user: str
     admin_user: str
     base_url: str
     backup_interval_minutes: int
@@ -111,12 +116,18 @@ class Settings:
         return self.home / "run"
 
     @property
+    def state_dir(self) -> Path:
+        """What the components write as the service user (heartbeats, the backup schedule's status, their
+        HOME); root only reads there. run/ is root's: nothing in it is the service user's to change."""
+        return self.home / "state"
+
+    @property
     def backups_dir(self) -> Path:
         return self.home / "backups"
 
     @property
     def backup_status_file(self) -> Path:
-        return self.run_dir / "backup-schedule.json"
+        return self.state_dir / "backup-schedule.json"
 
     @property
     def secrets_file(self) -> Path:
@@ -297,9 +308,24 @@ def _recorded_venv(home: Path) -> Path | None:
 def load_effective(home: Path) -> dict[str, Any] | None:
     """Settings the running stack was started with, so status/logs see the real ports; None when there
     is no such file. A damaged one is an error: guessing the ports from today's settings would probe,
-    stop or scale the wrong processes."""
+    stop or scale the wrong processes. Under root, a file another user can write (or a link) is refused:
+    it would name the venv, users and folders the next root command works with."""
     path = home / EFFECTIVE_FILE
     try:
+        if os.geteuid() == 0:
+            from airflow_resource import safe_files
+
+            fd = safe_files.open_dir(path.parent)
+            try:
+                st = os.stat(path.name, dir_fd=fd, follow_symlinks=False)
+            finally:
+                os.close(fd)
+            if st.st_uid != 0 or st.st_mode & 0o022 or not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+                raise CommandError(
+                    f"the running stack's settings file {path} is not a plain file only root can write (owner uid "
+                    f"{st.st_uid}, mode {stat.S_IMODE(st.st_mode):o}): root takes no settings from a file "
+                    "another user can write", f"remove it (rm {path}); `./cli.sh manage stop --force` then "
+                    "`./cli.sh manage start` write it anew")
         text = path.read_text()
     except FileNotFoundError:
         return None
@@ -326,6 +352,16 @@ def _damaged(path: Path, why: str, line: str = "") -> CommandError:
         f"the running stack's settings file {path}{line} is damaged ({why}); its ports and workers are unknown",
         "`./cli.sh manage stop` stops the stack without it (and removes it); "
         "`./cli.sh manage start` then writes it anew")
+
+
+def from_json(data: Mapping[str, Any]) -> Settings:
+    """Settings as Settings.to_json() wrote them."""
+    values = {f.name: data[f.name] for f in dataclasses.fields(Settings)
+              if f.name in data and f.name not in ("sources", "configured_venv")}
+    for name in ("home", "venv", "dags_dir"):
+        values[name] = Path(values[name])
+    values["airflow_options"] = dict(values.get("airflow_options") or {})
+    return Settings(**values, sources={k: "running stack" for k in values})
 
 
 def for_running_stack(flags: Mapping[str, Any] | None = None, damaged_ok: bool = False) -> Settings:

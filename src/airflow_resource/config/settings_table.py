@@ -96,6 +96,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("postgres_url", str, "", "URL of a PostgreSQL that already runs (then no embedded PostgreSQL)."),
     Setting("redis_url", str, "", "URL of a Redis that already runs (then no embedded Redis)."),
     Setting("service_user", str, "airflow", "Unprivileged user the components run as when the CLI runs as root."),
+    Setting("data_user", str, "airflow-data", "Unprivileged user PostgreSQL and Redis run as when the CLI runs as "
+            "root (their data is out of the service user's reach, so out of every task's)."),
     Setting("admin_user", str, "admin", "User name of the generated UI/REST admin."),
     Setting("base_url", str, "", "Public base URL of the UI when behind a proxy (e.g. http://host/airflow)."),
     Setting("backup_interval_minutes", int, 0, "Minutes between scheduled backups into <home>/backups (0: no schedule).",

@@ -3,7 +3,9 @@
 It is the stack's `./cli.sh backup` component (only when backup_interval_minutes > 0), so supervisord restarts
 it when it dies and it starts and stops with the stack. The next backup is due one interval after the
 newest scheduled archive in <home>/backups, so a restart neither skips one nor takes one twice. Its
-state goes to run/backup-schedule.json, which `./cli.sh status` reads as the component's health.
+state goes to state/backup-schedule.json, which `./cli.sh status` reads as the component's health. It
+runs as the service user: the running stack's settings reach it in its environment (the effective
+settings file is root's).
 
     python -m airflow_resource.daemons.backup_schedule --home HOME
 """
@@ -90,7 +92,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # TERM from supervisord: unwind, so a backup in progress removes its temporary files.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    s = settings.for_running_stack({"home": args.home})
+    # The running stack's settings come with the environment: the effective file is root's, private.
+    try:
+        s = settings.from_json(json.loads(os.environ.pop(settings.SETTINGS_ENV)))
+    except (KeyError, ValueError, TypeError) as exc:
+        print(f"ERROR the backup schedule needs the running stack's settings in {settings.SETTINGS_ENV} ({exc}); "
+              "`./cli.sh manage restart` writes its environment anew", flush=True)
+        return 1
     sec = secrets.from_mapping(os.environ)
     if sec is None or not s.backup_interval_minutes:
         print("ERROR the backup schedule needs the stack's secrets in its environment and an interval", flush=True)

@@ -20,12 +20,14 @@ import fcntl
 import json
 import os
 import shutil
+import stat
 import subprocess
 import time
 from pathlib import Path
 from typing import Any, Iterator
 
 from airflow_resource import printer
+from airflow_resource import safe_files
 from airflow_resource.stack import system
 from airflow_resource.errors import CommandError
 
@@ -91,9 +93,16 @@ def airflow_version(python: Path, env: dict[str, str] | None = None) -> str:
 @contextlib.contextmanager
 def _locked(work_dir: Path, user: system.RunAs | None = None) -> Iterator[None]:
     """One migration at a time per work directory (two terminals testing at once)."""
-    with open(work_dir / LOCK_NAME, "a") as f:
-        if user is not None:
-            system.chown(work_dir / LOCK_NAME, user)
+    # The work directory is the service user's: open the lock without following a link planted there.
+    fd = os.open(work_dir / LOCK_NAME, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK
+                 | os.O_CLOEXEC, 0o644)
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+        os.close(fd)
+        raise safe_files.refuse(work_dir / LOCK_NAME, "not a plain file")
+    if user is not None and system.is_root():
+        os.fchown(fd, user.uid, user.gid)
+    with os.fdopen(fd, "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield
@@ -129,9 +138,8 @@ def ensure_db(python: Path, airflow_bin: Path, env: dict[str, str], work_dir: Pa
             db.unlink(missing_ok=True)
             raise CommandError("airflow db migrate failed:\n" + (proc.stderr or proc.stdout).strip()[-2000:],
                                f"fix the error above; {work_dir} can be removed safely")
-        marker.write_text(version + "\n")
-        if user is not None:
-            system.chown(marker, user)
+        owner = (user.uid, user.gid) if user is not None and system.is_root() else (-1, -1)
+        safe_files.write_file(marker, version + "\n", 0o644, *owner)
         printer.ok(f"metadata database ready ({time.monotonic() - t:.1f} s)")
         return True
 

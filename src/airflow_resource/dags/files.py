@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from airflow_resource import printer
+from airflow_resource import safe_files
 from airflow_resource.api import AirflowAPI, APIError, last_line
 from airflow_resource.config.settings import Settings
 from airflow_resource.dags.restapi import POLL_S, get_dag, latest_run, q, running_api
@@ -101,21 +102,21 @@ def _same_place(fileloc: str, dest: Path) -> bool:
 
 @contextlib.contextmanager
 def _staged(s: Settings, who: system.RunAs, source: Path, dest: Path) -> Iterator[Path]:
-    """A copy of the source beside the dags folder, owned by the service user; removed afterwards."""
+    """A copy of the source beside the dags folder, root's and readable by the service group (the DAG check
+    runs as the service user), so the bytes validated are the bytes placed; removed afterwards."""
+    gid = who.gid if system.is_root() else -1
     staging_root = s.run_dir / "staging"
-    system.make_dir(staging_root, who)
+    safe_files.ensure_dir(staging_root, 0o750, os.geteuid(), gid)
     staging = Path(tempfile.mkdtemp(dir=staging_root))
     try:
-        system.chown(staging, who)
-        staging.chmod(0o755)
+        safe_files.set_owner(staging, os.geteuid(), gid, 0o750)
         tmp = staging / dest.name
         if source.is_dir():
             shutil.copytree(source, tmp, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         else:
             shutil.copy2(source, tmp)
         for path in [tmp, *tmp.rglob("*")] if tmp.is_dir() else [tmp]:
-            system.chown(path, who)
-            path.chmod(0o755 if path.is_dir() else 0o644)
+            safe_files.set_owner(path, os.geteuid(), gid, 0o750 if path.is_dir() else 0o640)
         yield tmp
     finally:
         shutil.rmtree(staging, ignore_errors=True)

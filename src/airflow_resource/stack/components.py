@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from airflow_resource.stack import disk
 from airflow_resource.daemons import metrics
 from airflow_resource.stack.probes import Probe
 from airflow_resource.config.secrets import Secrets
-from airflow_resource.config.settings import Settings
+from airflow_resource.config.settings import SETTINGS_ENV, Settings
 
 # Start groups: each waits for the one before to be ready. Stop runs in reverse.
 DATA, API, CORE, EDGE = 10, 20, 30, 40
@@ -35,6 +36,7 @@ class Component:
     stop_signal: str = "TERM"
     stop_timeout: int = SERVER_STOP_TIMEOUT_S
     airflow: bool = True  # gets the shared Airflow environment
+    run_as: str = "service"  # whom the launcher drops to under root: "service", or "data" (PostgreSQL, Redis)
 
     @property
     def group(self) -> str:
@@ -62,12 +64,12 @@ def build(s: Settings, sec: Secrets, pg_bindir: str = "", redis_server: str = ""
             "postgres", (f"{pg_bindir}/postgres", "-D", str(s.postgres_dir)),
             # Superuser login: ready before the airflow role exists (first start creates it).
             Probe("postgres", datastores.superuser_dsn(s, sec)),
-            DATA, **at("postgres_port"), stop_signal="INT", airflow=False,  # INT = fast shutdown, consistent
+            DATA, **at("postgres_port"), stop_signal="INT", airflow=False, run_as="data",  # INT = fast shutdown
         ))
     if s.embedded_redis:
         comps.append(Component(
             "redis", (redis_server or "redis-server", str(s.redis_dir / "redis.conf")),
-            Probe("redis", airflow_config.redis_url(s, sec)), DATA, **at("redis_port"), airflow=False,
+            Probe("redis", airflow_config.redis_url(s, sec)), DATA, **at("redis_port"), airflow=False, run_as="data",
         ))
     # Prometheus exporter of Airflow's statsd: up with the data stores, so no early metric is lost.
     comps.append(Component(
@@ -100,7 +102,8 @@ def build(s: Settings, sec: Secrets, pg_bindir: str = "", redis_server: str = ""
         # Scheduled backups (backup_schedule.py): it archives the whole secrets.env, so it gets every secret.
         comps.append(Component(
             "backup", (str(s.venv / "bin" / "python"), "-m", "airflow_resource.daemons.backup_schedule", "--home", str(s.home)),
-            Probe("backup_schedule", str(s.backup_status_file)), EDGE, airflow=False, env=sec.as_env(),
+            Probe("backup_schedule", str(s.backup_status_file)), EDGE, airflow=False,
+            env={**sec.as_env(), SETTINGS_ENV: json.dumps(s.to_json())},  # the effective file is root's
         ))
     comps.append(Component(
         "flower", (airflow, "celery", "flower"),
@@ -131,7 +134,7 @@ def disk_env(s: Settings) -> dict[str, str]:
 
 
 def housekeeper_heartbeat(s: Settings) -> Path:
-    return s.run_dir / "housekeeper.heartbeat"
+    return s.state_dir / "housekeeper.heartbeat"
 
 
 def by_name(comps: list[Component]) -> dict[str, Component]:

@@ -42,10 +42,15 @@ class Stack:
         comps = components.build(s, sec, str(pg or ""), str(redis or ""))
         return cls(s, sec, system.run_as(s.service_user), comps)
 
+    @property
+    def data(self) -> system.RunAs:
+        """Whom PostgreSQL and Redis run as (the data user under root)."""
+        return system.run_as(self.s.data_user)
+
     def base_env(self) -> dict[str, str]:
         return {
             "PATH": airflow_config.child_path(self.s),
-            "HOME": str(self.s.airflow_home),
+            "HOME": str(self.s.state_dir),  # the service user's (gunicorn's ~/.gunicorn); AIRFLOW_HOME is root's
             "USER": self.who.name,
             "LOGNAME": self.who.name,
             "LANG": "C.UTF-8",

@@ -37,6 +37,19 @@ def last_error(s: Settings, name: str) -> str | None:
     return None
 
 
+def layout_drift(s: Settings) -> list[dict[str, str]]:
+    """Paths of the home whose owner or mode is not home_layout's table (`manage start` repairs them)."""
+    from airflow_resource.errors import CommandError
+    from airflow_resource.stack import home_layout
+
+    if not s.home.exists():
+        return []
+    try:
+        return home_layout.drift(s, home_layout.owners(s))
+    except CommandError as exc:  # a user of the table does not exist yet
+        return [{"path": str(s.home), "problem": exc.message, "want": exc.hint or ""}]
+
+
 def probe(c: Component, ctx: ProbeContext, infos: dict[str, dict[str, Any]]) -> tuple[bool, str]:
     """A component's probe, told when supervisord started it (older heartbeats are a dead process's)."""
     return c.probe.check(ctx, infos.get(c.name, {}).get("start") or None)
@@ -51,6 +64,8 @@ def status(s: Settings, verbose: bool = False) -> dict[str, Any]:
                               "airflow_version": installer.home_airflow_version(s),
                               "pinned_set": installer.home_set(s).name, "ui": s.api_url,
                               "components": [], "disk": disk}
+    if verbose:
+        report["layout_drift"] = layout_drift(s)
     if not handle.is_running(s):
         return report
     st = handle.Stack.load(s)

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from airflow_resource import printer
+from airflow_resource import safe_files
 from airflow_resource.stack import datastores
 from airflow_resource.config import pinned_sets
 from airflow_resource.config import secrets
@@ -181,31 +182,31 @@ def _pip_check(python: Path, lock: Path) -> None:
 
 
 def layout(s: Settings, who: system.RunAs) -> None:
-    """The home's folders: the CLI's user owns home, venv and secrets; the service user the rest."""
-    s.home.mkdir(parents=True, exist_ok=True)
-    os.chmod(s.home, 0o755)
+    """The home's folders, owners and modes as stack/home_layout.py's table says (created or repaired)."""
+    from airflow_resource.stack import home_layout
+
+    owners = home_layout.owners(s, create_users=True)
+    safe_files.ensure_dir(s.home, 0o750, owners.uid(home_layout.ROOT), owners.gid(home_layout.SERVICE))
     system.check_traversable(s.home, who)
-    for d in (s.airflow_home, s.dags_dir, s.plugins_dir, s.logs_dir, s.component_logs_dir,
-              s.task_logs_dir, s.data_dir, s.run_dir):
-        system.make_dir(d, who)
-    for d in (s.redis_dir, s.backups_dir):
-        system.make_dir(d, who, 0o700)
+    home_layout.apply(s, owners)
 
 
 def install_example_dags(s: Settings, who: system.RunAs) -> list[str]:
-    """Copy the shipped example DAGs in; a file the user already has is never overwritten."""
+    """Copy the shipped example DAGs in (root's, readable by the service group); a file the user already has
+    is never overwritten."""
     copied = []
     if not EXAMPLE_DAGS_DIR.is_dir():
         return copied
+    gid = who.gid if system.is_root() else -1
     for src in sorted(EXAMPLE_DAGS_DIR.rglob("*")):
         if "__pycache__" in src.parts or src.is_dir():
             continue
         dst = s.dags_dir / src.relative_to(EXAMPLE_DAGS_DIR)
-        if dst.exists():
+        if os.path.lexists(dst):
             continue
-        system.make_dir(dst.parent, who)
-        shutil.copy2(src, dst)
-        system.chown(dst, who)
+        if dst.parent != s.dags_dir:
+            safe_files.ensure_dir(dst.parent, 0o750, os.geteuid(), gid)
+        safe_files.write_file(dst, src.read_bytes(), 0o640, os.geteuid(), gid)
         copied.append(str(dst.relative_to(s.dags_dir)))
     return copied
 
@@ -237,7 +238,7 @@ def install(s: Settings, force: bool = False, examples: bool = True) -> Settings
         if datastores.is_initialised(s):
             datastores.check_data_version(s, pg_bindir)
         else:
-            datastores.initdb(s, sec, who, pg_bindir)
+            datastores.initdb(s, sec, system.run_as(s.data_user), pg_bindir)  # layout() made the data user
     copied = install_example_dags(s, who) if examples else []
     if copied:
         printer.ok(f"example DAGs in {s.dags_dir}: {', '.join(c for c in copied if c.endswith('.py'))}")

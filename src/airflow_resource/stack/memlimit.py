@@ -8,8 +8,8 @@ Likely out of memory error (OOM)." in the task's log and fails the try (retried 
 The worker, its other tasks and the rest of the stack go on.
 
 The CLI (root) makes the cgroups under its own memory cgroup (so a service manager's limits and
-accounting still hold) and gives each worker's `cgroup.procs` to the service user; the launcher
-(launch.py) joins the cgroup before it execs the worker. Where no memory cgroup is writable (not
+accounting still hold); the launcher (launch.py) joins the cgroup as root, before it drops to the
+service user and runs the worker. Where no memory cgroup is writable (not
 root, cgroup v2 without delegation) the launcher sets RLIMIT_DATA instead: each process of the worker,
 not the worker as a whole, is held to the limit, and a task past it gets a MemoryError.
 """
@@ -17,11 +17,11 @@ not the worker as a whole, is held to the limit, and a task past it gets a Memor
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 from typing import Any
 
 from airflow_resource import printer
+from airflow_resource import safe_files
 from airflow_resource.stack import system
 from airflow_resource.standalone.launch import CGROUP_ENV, RLIMIT_ENV  # the launcher joins the cgroup or sets the rlimit
 V1_ROOT = Path("/sys/fs/cgroup/memory")
@@ -64,12 +64,9 @@ def prepare(s: Any, names: list[str], who: system.RunAs, root: Path = V1_ROOT) -
         for name in names:
             path = base / name
             path.mkdir(parents=True, exist_ok=True)
-            _set_limit(path, limit)
-            if system.is_root():  # the worker joins as the service user: the files it writes are its own
-                for f in ("cgroup.procs", "tasks"):
-                    os.chown(path / f, who.uid, who.gid)
+            _set_limit(path, limit)  # the launcher joins it as root, before it drops: no chown needed
             made[name] = {CGROUP_ENV: str(path)}
-        (s.run_dir / RECORD).write_text(f"{base}\n")
+        safe_files.write_file(s.run_dir / RECORD, f"{base}\n", 0o644)
         return made
     except OSError as exc:
         printer.warn(f"worker memory limit: no writable memory cgroup ({exc}); holding each process of a worker "

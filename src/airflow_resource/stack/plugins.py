@@ -3,6 +3,7 @@ present exactly while its setting wants it."""
 
 from __future__ import annotations
 
+from airflow_resource import safe_files
 from airflow_resource.config.settings import Settings
 from airflow_resource.stack import system
 
@@ -23,7 +24,7 @@ from airflow_resource.in_airflow.disk_plugin import ResourceDiskGuardPlugin  # n
 def install_alert_plugin(s: Settings, who: system.RunAs) -> None:
     """The listener plugin in the plugins folder, and the alert spool, exactly while a webhook is set."""
     if s.alert_webhook_url:
-        system.make_dir(s.alerts_dir, who, 0o750)
+        system.make_dir(s.alerts_dir, who, 0o750)  # the service user's (home_layout's table)
     install_plugin(s, ALERT_PLUGIN_FILE, ALERT_PLUGIN_SOURCE, bool(s.alert_webhook_url))
 
 
@@ -33,10 +34,10 @@ def install_disk_plugin(s: Settings) -> None:
 
 
 def install_plugin(s: Settings, name: str, source: str, wanted: bool) -> None:
-    """One of the resource's plugin files in the plugins folder exactly while it is wanted."""
+    """One of the resource's plugin files in the plugins folder exactly while it is wanted: root's, readable
+    by the service group (every component imports it), written through the folder's fd."""
     path = s.plugins_dir / name
     if not wanted:
-        path.unlink(missing_ok=True)
+        safe_files.remove(path)
         return
-    path.write_text(source)
-    path.chmod(0o644)
+    safe_files.write_file(path, source, 0o640, -1, s.plugins_dir.stat().st_gid)

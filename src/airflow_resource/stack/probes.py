@@ -161,6 +161,7 @@ def _health_key(p: Probe, ctx: ProbeContext, started_at: float | None = None) ->
     return True, f"heartbeat {beat}"
 
 
+BACKUP_REPORT_MAX_BYTES = 64 * 1024
 HEARTBEAT_FILE_STALE_S = 60.0  # the housekeeper touches its file every 10 s
 
 
@@ -193,9 +194,11 @@ def _celery(p: Probe, ctx: ProbeContext) -> tuple[bool, str]:
 
 
 def _backup_schedule(p: Probe, _: ProbeContext) -> tuple[bool, str]:
-    """The scheduled backup's own report (run/backup-schedule.json): healthy unless the last try failed."""
-    with open(p.target) as f:
-        report = json.load(f)
+    """The scheduled backup's own report (state/backup-schedule.json): healthy unless the last try failed. The
+    service user writes it: read as a plain, small file (a FIFO there must not hang a root `status`)."""
+    from airflow_resource import safe_files
+
+    report = json.loads(safe_files.read_file(p.target, BACKUP_REPORT_MAX_BYTES))
     if report.get("last_error"):
         return False, f"last backup failed at {report.get('last_error_at')}: {report['last_error']}"
     last = report.get("last_ok")

@@ -20,6 +20,7 @@ from airflow_resource.stack import disk as stack_disk
 from airflow_resource.stack import components
 from airflow_resource.stack import datastores
 from airflow_resource.stack import handle
+from airflow_resource.stack import home_layout
 from airflow_resource.stack import health
 from airflow_resource.stack import installer
 from airflow_resource.stack import memlimit
@@ -44,27 +45,27 @@ def check_ports(comps: list[Component]) -> None:
 
 
 def write_configs(st: Stack) -> None:
+    """Everything a start writes, on a stopped stack: the home's layout created or repaired first (so every
+    file below lands in a directory root owns, or the data user's through a directory fd), all root's."""
     s = st.s
+    owners = home_layout.owners(s, create_users=True)
+    home_layout.apply(s, owners)
     if s.embedded_postgres:
-        datastores.write_postgres_conf(s, st.who)
+        datastores.write_postgres_conf(s, owners.data)
     if s.embedded_redis:
-        datastores.write_redis_conf(s, st.sec, st.who)
+        datastores.write_redis_conf(s, st.sec, owners.data)
     supervisor.write_launcher(s)
-    system.make_dir(s.run_dir / "env", st.who, 0o700)
-    system.make_dir(s.backups_dir, st.who, 0o700)  # the backup component writes and prunes there
     airflow_env = st.airflow_env()
     root = system.is_root()
     limits = memlimit.prepare(s, [c.name for c in st.comps if c.name.startswith(components.WORKER_PREFIX)], st.who)
     for c in st.comps:
         env = {**supervisor.component_env(c, st.base_env(), airflow_env), **limits.get(c.name, {})}
-        secrets_mod.write_private(supervisor.env_file(s, c.name), json.dumps(env, indent=1),
-                                  st.who.uid if root else None, st.who.gid if root else None)
-    text = supervisor.render(s, st.comps, st.who.name if root else None)
-    secrets_mod.write_private(s.supervisord_conf, text)
-    # Private: the settings include the alert webhook URL, which may hold a token. The service user
-    # owns it: components that run as that user (the backup schedule) read the running stack's settings.
-    secrets_mod.write_private(s.home / EFFECTIVE_FILE, json.dumps(s.to_json(), indent=2) + "\n",
-                              st.who.uid if root else None, st.who.gid if root else None)
+        # root's: the launcher reads it as root, before it drops to the component's user
+        secrets_mod.write_private(supervisor.env_file(s, c.name), json.dumps(env, indent=1))
+    users = {"service": owners.service.name, "data": owners.data.name} if root else None
+    secrets_mod.write_private(s.supervisord_conf, supervisor.render(s, st.comps, users))
+    # Private (the alert webhook URL may hold a token) and root's: root commands take settings from it.
+    secrets_mod.write_private(s.home / EFFECTIVE_FILE, json.dumps(s.to_json(), indent=2) + "\n")
     plugins.install_alert_plugin(s, st.who)
     plugins.install_disk_plugin(s)
 
@@ -75,7 +76,7 @@ def launch_supervisord(st: Stack) -> None:
     # A clean environment: components see what their env file says, not the caller's shell.
     env = {"PATH": airflow_config.child_path(s), "LANG": "C.UTF-8", handle.MARKER_ENV: str(s.home)}
     proc = subprocess.run([str(Path(s.venv) / "bin" / "supervisord"), "-c", str(s.supervisord_conf)],
-                          env=env, capture_output=True, text=True, cwd=s.home)
+                          env=env, capture_output=True, text=True, cwd=s.home, umask=supervisor.UMASK)
     if proc.returncode != 0:
         raise CommandError(f"supervisord did not start: {(proc.stderr or proc.stdout).strip()[-800:]}",
                            f"see {s.logs_dir / 'supervisord.log'}")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_resource import printer
+from airflow_resource import safe_files
 from airflow_resource.errors import CommandError
 
 # Debian/Ubuntu packages that give the embedded servers.
@@ -71,17 +72,31 @@ def ensure_service_user(name: str, home: Path) -> RunAs:
     """Create the unprivileged system user the components run as (root only)."""
     if not is_root():
         return current_user()
+    _useradd(name, home, ["--user-group"])
+    return run_as(name)
+
+
+def ensure_data_user(name: str, service: RunAs, home: Path) -> RunAs:
+    """The system user PostgreSQL and Redis run as (root only). Its primary group is the service user's, so
+    it can pass through the home (0750 root:<that group>); its data directories are 0700, out of every task's
+    reach."""
+    if not is_root():
+        return current_user()
+    if name == service.name:
+        raise CommandError(f"the data user {name!r} is the service user: every task could read the databases' files",
+                           "set APACHE_AIRFLOW_DATA_USER to another name (default airflow-data)")
+    _useradd(name, home, ["--gid", str(service.gid)])
+    return run_as(name)
+
+
+def _useradd(name: str, home: Path, group_args: list[str]) -> None:
     try:
         pwd.getpwnam(name)
     except KeyError:
         printer.step(f"creating system user {name}")
         nologin = shutil.which("nologin") or "/usr/sbin/nologin"
-        subprocess.run(
-            ["useradd", "--system", "--user-group", "--home-dir", str(home), "--no-create-home",
-             "--shell", nologin, name],
-            check=True, capture_output=True, text=True,
-        )
-    return run_as(name)
+        subprocess.run(["useradd", "--system", *group_args, "--home-dir", str(home), "--no-create-home",
+                        "--shell", nologin, name], check=True, capture_output=True, text=True)
 
 
 def pg_bindir() -> Path | None:
@@ -181,14 +196,17 @@ def who_listens(port: int) -> str:
 
 
 def chown(path: Path, who: RunAs) -> None:
+    """chown a file or directory through its own fd: refused when it is a symlink, FIFO or hard link."""
     if is_root():
-        os.chown(path, who.uid, who.gid)
+        safe_files.set_owner(path, who.uid, who.gid)
 
 
 def make_dir(path: Path, who: RunAs, mode: int = 0o755) -> None:
-    path.mkdir(parents=True, exist_ok=True)
-    os.chmod(path, mode)
-    chown(path, who)
+    """mkdir -p, then this mode and owner, through the directory's own fd (a planted symlink is refused)."""
+    if is_root():
+        safe_files.ensure_dir(path, mode, who.uid, who.gid)
+    else:
+        safe_files.ensure_dir(path, mode)
 
 
 def check_traversable(path: Path, who: RunAs) -> None:

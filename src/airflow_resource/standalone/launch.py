@@ -1,4 +1,4 @@
-"""Component launcher: clear what an earlier instance of this component left behind, then exec it.
+"""Component launcher: clear what an earlier instance of this component left behind, then become the component.
 
 When a component's main process is SIGKILLed, its children (the scheduler's
 health server, a worker's log server and pool, uvicorn workers, PostgreSQL
@@ -10,17 +10,33 @@ cannot bind them. Two ways find them:
   left the group (processes that set their title blank /proc/<pid>/environ,
   so the tag alone is not enough).
 Standalone on purpose (copied to <home>/run/launch.py and run by the venv's
-Python as the service user): imports only the stdlib.
+Python): imports only the stdlib.
 
-The component's environment (secrets included) comes from the JSON file named
-by APACHE_AIRFLOW_ENV_FILE, so no secret sits in supervisord.conf or on a command line.
+It starts as root under supervisord (no `user=` line): it reads the component's
+environment (secrets included) from the root-only JSON file named by
+APACHE_AIRFLOW_ENV_FILE (so no secret sits in supervisord.conf or on a command
+line), kills the leftovers (reading other processes' environ needs root),
+applies the memory limit, records the group, then drops to --user (setgroups,
+setgid, setuid) with umask 027. A process that changed uid is not dumpable
+(fs.suid_dumpable is 0): no other process of that user may read its
+/proc/<pid>/environ or ptrace it. exec would make it dumpable again, so a
+Python component of the venv (its `airflow` script, or its python with -m) runs
+in this very process (runpy); only other programs (postgres, redis-server) are
+exec'd. Without --user (the CLI does not run as root) nothing is dropped.
 
-usage: python launch.py -- COMMAND [ARG...]
+APACHE_AIRFLOW_MEMFD_VARS names (comma-separated) variables whose value is a
+file's content (a private key): after the drop each is written to a memfd that
+stays open across fork and exec, and the variable becomes /proc/self/fd/N, a
+path only this process and its children can open.
+
+usage: python launch.py [--user NAME] -- COMMAND [ARG...]
 """
 
 import json
 import os
+import pwd
 import resource
+import runpy
 import signal
 import sys
 import time
@@ -32,6 +48,8 @@ PIDS_DIR = "pids"                          # beside this file: <home>/run/pids/<
 GONE_WAIT_S = 5.0
 CGROUP_ENV = "APACHE_AIRFLOW_MEMORY_CGROUP"  # memlimit.py's names (this file imports only the stdlib)
 RLIMIT_ENV = "APACHE_AIRFLOW_RLIMIT_DATA_MB"
+MEMFD_VARS_ENV = "APACHE_AIRFLOW_MEMFD_VARS"  # names of variables whose content becomes a memfd path
+UMASK = 0o027
 
 
 def _stat(pid: int) -> tuple[int, int] | None:
@@ -111,11 +129,71 @@ def limit_memory() -> None:
         resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
 
 
+def drop_to(user: str) -> None:
+    """Become user for good: its primary group only, then gid, then uid (root cannot come back)."""
+    pw = pwd.getpwnam(user)
+    os.setgroups([pw.pw_gid])
+    os.setgid(pw.pw_gid)
+    os.setuid(pw.pw_uid)
+    if os.getuid() != pw.pw_uid or os.geteuid() != pw.pw_uid:
+        raise OSError(f"still uid {os.geteuid()} after setuid({pw.pw_uid})")
+
+
+def memfd_vars() -> None:
+    """Each variable named in APACHE_AIRFLOW_MEMFD_VARS: its content into an inheritable memfd, its value
+    the fd's /proc/self path."""
+    names = [n.strip() for n in os.environ.pop(MEMFD_VARS_ENV, "").split(",") if n.strip()]
+    for name in names:
+        if name not in os.environ:
+            raise ValueError(f"{MEMFD_VARS_ENV} names {name}, which the environment file does not set")
+        fd = os.memfd_create(name, 0)  # no MFD_CLOEXEC: the component's children (and an exec) keep it
+        data = os.environ[name].encode()
+        while data:
+            data = data[os.write(fd, data):]
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.set_inheritable(fd, True)
+        os.environ[name] = f"/proc/self/fd/{fd}"
+
+
+def in_process(command: list[str]) -> bool:
+    """A Python program of this venv: its python with -m, or a script of its bin/ run by its python."""
+    exe = sys.executable
+    if command[0] == exe:
+        return len(command) > 2 and command[1] == "-m"
+    if os.path.dirname(command[0]) != os.path.dirname(exe):
+        return False
+    try:
+        with open(command[0], "rb") as f:
+            first = f.readline(512).strip()
+    except OSError:
+        return False
+    interpreter = first[2:].split(b" ")[0].decode(errors="replace") if first.startswith(b"#!") else ""
+    # Python of this very venv (its bin/python or python3): a script another interpreter runs is exec'd.
+    return os.path.dirname(interpreter) == os.path.dirname(exe) and os.path.basename(interpreter).startswith("python")
+
+
+def run_python(command: list[str]) -> None:
+    """Run a venv Python program here, as `python -m MOD ARGS` or `python SCRIPT ARGS` would."""
+    if os.environ.get("PYTHONUNBUFFERED"):  # read at interpreter start, which is past
+        for stream in (sys.stdout, sys.stderr):
+            stream.reconfigure(line_buffering=True, write_through=True)
+    if command[0] == sys.executable:
+        sys.argv = [command[2], *command[3:]]
+        sys.path[0] = os.getcwd()
+        runpy.run_module(command[2], run_name="__main__", alter_sys=True)
+    else:
+        sys.argv = list(command)
+        sys.path[0] = os.path.dirname(command[0])
+        runpy.run_path(command[0], run_name="__main__")
+
+
 def main(argv: list[str]) -> int:
     if "--" not in argv or argv.index("--") == len(argv) - 1:
-        print("usage: launch.py -- COMMAND [ARG...]", file=sys.stderr)
+        print("usage: launch.py [--user NAME] -- COMMAND [ARG...]", file=sys.stderr)
         return 2
     command = argv[argv.index("--") + 1:]
+    options = argv[:argv.index("--")]
+    user = options[options.index("--user") + 1] if "--user" in options[:-1] else None
     env_file = os.environ.pop(ENV_FILE_ENV, None)
     if env_file:
         try:
@@ -146,10 +224,23 @@ def main(argv: list[str]) -> int:
                 time.sleep(0.05)
         me = _stat(os.getpid())
         if me and me[0] == os.getpid():  # we lead our group (supervisord's setpgrp): record it
-            os.makedirs(pids_dir, exist_ok=True)
-            with open(record + ".tmp", "w") as f:
+            os.makedirs(pids_dir, mode=0o700, exist_ok=True)
+            tmp = f"{record}.{os.getpid()}.tmp"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "w") as f:
                 f.write(f"{me[0]} {me[1]}\n")
-            os.replace(record + ".tmp", record)
+            os.replace(tmp, record)
+    try:
+        if user and os.geteuid() == 0:
+            drop_to(user)
+        os.umask(UMASK)
+        memfd_vars()
+    except (OSError, KeyError, ValueError) as exc:
+        print(f"launch: ERROR could not become {user or 'the component'} ({exc})", file=sys.stderr, flush=True)
+        return 1
+    if in_process(command):
+        run_python(command)
+        return 0
     os.execvp(command[0], command)
     return 127
 
