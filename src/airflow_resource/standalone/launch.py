@@ -32,6 +32,21 @@ PIDS_DIR = "pids"                          # beside this file: <home>/run/pids/<
 GONE_WAIT_S = 5.0
 CGROUP_ENV = "APACHE_AIRFLOW_MEMORY_CGROUP"  # memlimit.py's names (this file imports only the stdlib)
 RLIMIT_ENV = "APACHE_AIRFLOW_RLIMIT_DATA_MB"
+MEMFD_VARS_ENV = "APACHE_AIRFLOW_MEMFD_VARS"  # comma-separated names whose values are file content
+
+
+def memfd_vars() -> None:
+    """Hand file-valued secrets (the JWT private key) over as memfds: each variable named in
+    APACHE_AIRFLOW_MEMFD_VARS holds the file's content; it is written to an anonymous memory file and the
+    variable set to /proc/self/fd/N, which only this process and its children can open. No file on disk."""
+    for name in filter(None, os.environ.pop(MEMFD_VARS_ENV, "").split(",")):
+        content = os.environ.get(name)
+        if content is None:
+            continue
+        fd = os.memfd_create(name.lower(), 0)
+        os.write(fd, content.encode())
+        os.set_inheritable(fd, True)  # the exec'd component and its forks open it by path
+        os.environ[name] = f"/proc/self/fd/{fd}"
 
 
 def _stat(pid: int) -> tuple[int, int] | None:
@@ -129,6 +144,7 @@ def main(argv: list[str]) -> int:
             return 1
         os.environ.update(env)  # wins over what supervisord passed on
     limit_memory()
+    memfd_vars()
     name, home = os.environ.get(TAG_ENV), os.environ.get(HOME_ENV)
     if name and home:
         pids_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), PIDS_DIR)
