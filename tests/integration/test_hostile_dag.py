@@ -108,6 +108,27 @@ def as_root(stack, conf):
     return report
 
 
+# Who holds which secret in the started stack's env files (docs/architecture.md "Secrets by component").
+HOLDERS = {
+    "fernet_key": {"api-server", "scheduler", "dag-processor", "triggerer"},
+    "postgres_password": {"api-server", "scheduler", "dag-processor", "triggerer"},
+    "jwt_private_key": {"api-server", "scheduler"},
+    "api_secret_key": {"api-server"},
+    "redis_password": {"scheduler", "worker-1", "flower", "metrics"},
+    "flower_password": {"flower"},
+    "housekeeper_password": {"housekeeper"},
+}
+
+
+def test_env_files_hold_only_what_each_component_needs(stack):
+    envs = {p.stem: p.read_text().replace("\\n", "") for p in sorted((stack.home / "run" / "env").glob("*.json"))}
+    held = {name: {c for c, text in envs.items() if value in text} for name, value in _secrets(stack.home).items()}
+    print("| secret | " + " | ".join(envs) + " |")
+    for name, holders in held.items():
+        print(f"| {name} | " + " | ".join("x" if c in holders else "" for c in envs) + " |")
+    assert held == {name: HOLDERS.get(name, set()) for name in held}
+
+
 def test_the_hostile_run_completed(reports):
     assert reports["_state"] == "success"
 

@@ -275,3 +275,22 @@ def _state(pid: int) -> str:
             return f.read().rsplit(")", 1)[1].split()[0]
     except OSError:
         return "gone"
+
+
+def test_memfd_vars_hand_file_content_over_as_a_private_fd(tmp_path):
+    """A variable named in APACHE_AIRFLOW_MEMFD_VARS holds file content (the JWT private key's PEM): the
+    component sees a /proc/self/fd path whose file has that content, and the content is not in its env."""
+    pem = "-----BEGIN PRIVATE KEY-----\nMC4CAQAw\n-----END PRIVATE KEY-----\n"
+    env_file = tmp_path / "env.json"
+    env_file.write_text(json.dumps({"KEYFILE": pem, launch.MEMFD_VARS_ENV: "KEYFILE"}))
+    out = tmp_path / "out.json"
+    probe = ("import json, os, sys; p = os.environ['KEYFILE']; "
+             "json.dump({'path': p, 'content': open(p).read(), 'vars': os.environ.get(sys.argv[2]), "
+             "'env': dict(os.environ)}, open(sys.argv[1], 'w'))")
+    env = {k: v for k, v in os.environ.items() if k not in (TAG_ENV, HOME_ENV)}
+    proc = subprocess.run([sys.executable, str(LAUNCH), "--", sys.executable, "-c", probe, str(out), launch.MEMFD_VARS_ENV],
+                          env={**env, ENV_FILE_ENV: str(env_file)}, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(out.read_text())
+    assert got["path"].startswith("/proc/self/fd/") and got["content"] == pem
+    assert got["vars"] is None and pem not in json.dumps(got["env"])
