@@ -126,8 +126,13 @@ def write_private(path: Path, text: str, uid: int | None = None, gid: int | None
 def require_installed(s: Any) -> Secrets:
     """The one "is it installed?" check of every command that needs an installed home: its secrets, or
     exit 1 naming the command that installs it. (`s` is the resolved Settings.)"""
-    sec = load(s.secrets_file)
-    if sec is None or not (s.home / HOME_RECORD).exists():
+    if not s.secrets_file.exists() or not (s.home / HOME_RECORD).exists():
+        sec = None
+    else:
+        # ensure, not load: a secret a newer version added is generated once and kept (an older home's
+        # JWT key pair, resource_data's and the housekeeper's passwords), not anew by every command.
+        sec, _created = ensure(s.secrets_file)
+    if sec is None:
         raise CommandError(f"nothing installed in {s.home}",
                            "install and start it: `./cli.sh manage start` (`./cli.sh manage install --pinned-set NAME` "
                            "for another pinned set)")
