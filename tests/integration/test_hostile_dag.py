@@ -214,3 +214,37 @@ def test_housekeeper_user_may_edit_pools_not_dags(stack):
     assert requests.get(f"{stack.api}/api/v2/connections", headers=h, timeout=30).status_code == 403
     env = json.loads((stack.home / "run" / "env" / "housekeeper.json").read_text())
     assert _secrets(stack.home)["admin_password"] not in json.dumps(env)
+
+
+def test_content_add_validation_runs_dag_code_without_any_secret(stack, tmp_path_factory):
+    """`content add` imports the candidate file as the service user: a file that dumps its environment and
+    then fails is refused, and what it saw holds the stack's settings but no generated secret."""
+    import os
+    import tempfile
+
+    out = Path(tempfile.mkdtemp(prefix="af-hostile-dump-", dir="/tmp"))
+    out.chmod(0o777)
+    src = Path(tempfile.mkdtemp(prefix="af-hostile-src-", dir="/tmp"))
+    src.chmod(0o755)
+    dag = src / "hostile_validation.py"
+    dag.write_text(
+        "# airflow dag (DagBag's safe mode imports only files that name both)\n"
+        "import json, os\n"
+        f"open(os.path.join({str(out)!r}, f'env-{{os.getpid()}}.json'), 'w').write(json.dumps(dict(os.environ)))\n"
+        "raise RuntimeError('refused on purpose, after it ran')\n")
+    dag.chmod(0o644)
+    try:
+        proc = stack.cli("content", "add", "--file", str(dag), timeout=300)
+        assert proc.returncode != 0, proc.stdout  # refused: it raised
+        dumps = [json.loads(p.read_text()) for p in out.glob("env-*.json")]
+        assert dumps, "the validation child did not run the file"  # the probe is real
+        assert all(d.get("AIRFLOW_HOME") == str(stack.home / "airflow") for d in dumps)
+        blob = json.dumps(dumps)
+        leaked = [name for name, value in _secrets(stack.home).items() if value in blob]
+        assert leaked == []
+        assert not (stack.home / "dags" / dag.name).exists()
+    finally:
+        for d in (out, src):
+            for p in d.iterdir():
+                p.unlink()
+            os.rmdir(d)
