@@ -137,7 +137,7 @@ def test_example_ml_saved_model_and_metrics_under_the_data_folder(running_stack)
 def test_example_etl_loaded_its_table_in_the_resource_postgres(running_stack):
     import psycopg2
 
-    pg = running_stack.credentials()["postgres"]
+    pg = running_stack.credentials()["resource-data"]  # its own role owns resource_data
     conn = psycopg2.connect(host="127.0.0.1", port=pg["connection"]["port"], dbname="resource_data",
                             user=pg["auth"]["username"], password=pg["auth"]["password"])
     try:

@@ -42,6 +42,9 @@ def sec() -> Secrets:
         postgres_superuser_password="pgsuper-L9k3j7",
         redis_password="redispw-H6g4f2",
         flower_password="flowerpw-D8s1a5",
+        jwt_private_key="MC4CAQAwBQYDK2VwBCIEICI6jNNVJneFNIqRzHPyQc9foRu28EFPIeU0pUAhe/c1",
+        data_db_password="datapw-Z5c7v3",
+        housekeeper_password="housepw-N2m8q4",
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from urllib.parse import unquote, urlsplit
 
 import pytest
@@ -42,12 +43,37 @@ def test_execution_api_url_follows_api_port(make_settings, sec, host, port, url)
     assert env["AIRFLOW__API__HOST"] == host
 
 
-def test_one_jwt_secret(make_settings, sec):
-    env = airflow_config.airflow_env(make_settings(), sec)
-    assert env["AIRFLOW__API_AUTH__JWT_SECRET"] == sec.jwt_secret
-    jwt_keys = [k for k in env if "JWT" in k]
-    assert jwt_keys == ["AIRFLOW__API_AUTH__JWT_SECRET"]
-    assert list(env.values()).count(sec.jwt_secret) == 1
+def test_jwt_is_the_key_pair_never_the_shared_secret(make_settings, sec):
+    s = make_settings()
+    env = airflow_config.airflow_env(s, sec)
+    assert sec.jwt_secret not in env.values()
+    assert sorted(k for k in env if "JW" in k) == [
+        "AIRFLOW__API_AUTH__JWT_ALGORITHM", "AIRFLOW__API_AUTH__JWT_KID", "AIRFLOW__API_AUTH__JWT_PRIVATE_KEY_PATH",
+        "AIRFLOW__API_AUTH__TRUSTED_JWKS_URL"]
+    assert env["AIRFLOW__API_AUTH__JWT_PRIVATE_KEY_PATH"].startswith("-----BEGIN PRIVATE KEY-----")
+    assert env["APACHE_AIRFLOW_MEMFD_VARS"] == "AIRFLOW__API_AUTH__JWT_PRIVATE_KEY_PATH"
+    assert env["AIRFLOW__API_AUTH__TRUSTED_JWKS_URL"] == str(s.run_dir / "jwks.json")
+    shared = airflow_config.shared_env(s, sec)
+    assert "AIRFLOW__API_AUTH__JWT_PRIVATE_KEY_PATH" not in shared and "AIRFLOW__API_AUTH__JWT_KID" in shared
+
+
+def test_jwks_kid_is_airflows_own_thumbprint(sec):
+    from airflow.api_fastapi.auth.tokens import _pem_to_key, key_to_jwk_dict
+    from airflow_resource.config import jwt_keys
+
+    key = _pem_to_key(jwt_keys.private_pem(sec.jwt_private_key))
+    jwk = json.loads(jwt_keys.jwks(sec.jwt_private_key))["keys"][0]
+    assert jwk == {**key_to_jwk_dict(key), "alg": "EdDSA", "use": "sig"}
+    assert "d" not in jwk  # public only
+
+
+def test_shared_env_holds_no_generated_secret(make_settings, sec):
+    shared = airflow_config.shared_env(make_settings(), sec)
+    blob = json.dumps(shared)
+    for f in dataclasses.fields(sec):
+        assert getattr(sec, f.name) not in blob, f.name
+    assert airflow_config.without_secrets(airflow_config.airflow_env(make_settings(), sec)) == \
+        {**shared, **airflow_config.tuning(make_settings())}
 
 
 def test_ports_follow_settings(make_settings, sec):
@@ -66,8 +92,11 @@ def test_embedded_urls(make_settings, sec):
     env = airflow_config.airflow_env(s, sec)
     pw = sec.postgres_password
     assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == f"postgresql+psycopg2://airflow:{pw}@127.0.0.1:51432/airflow"
-    assert env["AIRFLOW__CELERY__RESULT_BACKEND"] == f"db+postgresql://airflow:{pw}@127.0.0.1:51432/airflow"
-    assert env["AIRFLOW_CONN_RESOURCE_POSTGRES"] == f"postgresql://airflow:{pw}@127.0.0.1:51432/resource_data"
+    # Celery's results on Redis (another db), not on the metadata database's owner role
+    assert env["AIRFLOW__CELERY__RESULT_BACKEND"] == f"redis://:{sec.redis_password}@127.0.0.1:51379/1"
+    assert not any(k.startswith("AIRFLOW_CONN_") for k in env)  # resource_postgres lives in the metadata DB
+    assert airflow_config.data_url(s, sec) == \
+        f"postgresql://resource_data:{sec.data_db_password}@127.0.0.1:51432/resource_data"
     assert env["AIRFLOW__CELERY__BROKER_URL"] == f"redis://:{sec.redis_password}@127.0.0.1:51379/0"
 
 
@@ -98,8 +127,8 @@ def test_external_urls_are_used_as_given(make_settings, sec):
     assert env["AIRFLOW__CELERY__BROKER_URL"] == redis
     assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == \
         "postgresql+psycopg2://meta:s3cret@db.example:6543/meta?sslmode=require"
-    assert env["AIRFLOW__CELERY__RESULT_BACKEND"] == "db+" + pg
-    assert env["AIRFLOW_CONN_RESOURCE_POSTGRES"] == pg
+    assert env["AIRFLOW__CELERY__RESULT_BACKEND"] == redis
+    assert airflow_config.data_url(make_settings(postgres_url=pg, redis_url=redis), sec) == pg
     # no embedded secret leaks into an external URL
     assert sec.postgres_password not in env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
     assert sec.redis_password not in env["AIRFLOW__CELERY__BROKER_URL"]

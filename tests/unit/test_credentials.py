@@ -27,7 +27,8 @@ def by_id(conns):
 @pytest.mark.parametrize("flags", [{}, EXTERNAL])
 def test_ids(make_settings, sec, flags):
     conns = credentials.connections(make_settings(**flags), sec, show=False)
-    assert [c["id"] for c in conns] == ["api", "postgres", "redis", "flower"]
+    embedded = [] if flags else ["resource-data"]  # an external server's database is the user's own
+    assert [c["id"] for c in conns] == ["api", "postgres", *embedded, "redis", "flower"]
 
 
 def test_masked_by_default(make_settings, sec):
@@ -57,8 +58,11 @@ def test_embedded_connection_details(make_settings, sec):
     assert api["api_base"] == "http://127.0.0.1:51080/api/v2"
     assert conns["api"]["auth"]["username"] == "boss"
     assert conns["postgres"]["connection"]["port"] == 51432
-    assert conns["postgres"]["connection"]["databases"] == ["airflow", "resource_data"]
-    assert conns["postgres"]["metadata"]["airflow_connection_id"] == "resource_postgres"
+    assert conns["postgres"]["connection"]["database"] == "airflow"
+    data = conns["resource-data"]
+    assert (data["connection"]["database"], data["connection"]["port"]) == ("resource_data", 51432)
+    assert data["auth"] == {"username": "resource_data", "password": "********"}
+    assert data["metadata"]["airflow_connection_id"] == "resource_postgres"
     assert conns["redis"]["connection"]["port"] == 51379
     assert conns["flower"]["connection"]["url"] == "http://127.0.0.1:51555"
     assert conns["flower"]["auth"]["username"] == "boss"

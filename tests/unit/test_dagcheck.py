@@ -6,6 +6,8 @@ child). The devtest tests run `airflow dags test` for real (~10-20 s each) and a
 
 from __future__ import annotations
 
+import dataclasses
+
 import importlib.util
 import os
 import re
@@ -281,8 +283,25 @@ class TestPure:
         assert not [k for k in env if "CELERY" in k or "API" in k.split("__")[1:2] or "AUTH" in k]
         assert "APACHE_AIRFLOW_RESOURCE_HOME" not in env
         assert "45432" not in "".join(v for k, v in env.items() if k != "AIRFLOW_CONN_RESOURCE_POSTGRES")
-        assert env["AIRFLOW__CORE__FERNET_KEY"] == "fk" and env["AIRFLOW_CONN_RESOURCE_POSTGRES"] == "postgresql://x"
+        # the stack's Fernet key is a generated secret: DAG code never gets it; a caller's connection stays
+        assert "AIRFLOW__CORE__FERNET_KEY" not in env and env["AIRFLOW_CONN_RESOURCE_POSTGRES"] == "postgresql://x"
         assert env["AIRFLOW__LOGGING__BASE_LOG_FOLDER"] == str(tmp_path / "work" / "logs")
+
+    def test_children_running_dag_code_get_no_generated_secret(self, make_settings, sec, tmp_path):
+        """`content add` validation and `dags test` start from the stack's whole environment: no value of
+        secrets.env may survive into their child's (the key pair by its PEM's body)."""
+        from airflow_resource.config import airflow_config, jwt_keys
+        from airflow_resource.dags import dagcheck_driver
+
+        s = make_settings()
+        full = {**airflow_config.airflow_env(s, sec), **sec.as_env()}
+        pem_body = "".join(jwt_keys.private_pem(sec.jwt_private_key).splitlines()[1:-1])
+        assert pem_body in "".join(full.values()).replace("\n", "")  # the stack's env has them all
+        for env in (dagcheck_driver.child_env(full, 30), devtest.dags_test_env(full, tmp_path / "d", tmp_path / "w")):
+            blob = "".join(env.values()).replace("\n", "")
+            leaked = [f.name for f in dataclasses.fields(sec) if getattr(sec, f.name) in blob]
+            assert leaked == [] and pem_body not in blob
+            assert "APACHE_AIRFLOW_MEMFD_VARS" not in env
 
 
 # ---------------------------------------------------------------- devtest: a real `airflow dags test`

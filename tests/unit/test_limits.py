@@ -250,8 +250,10 @@ def test_api_server_and_housekeeper_get_the_disk_guard_settings(make_settings, s
     for name in ("api-server", "housekeeper"):
         assert by[name].env[diskspace.CRITICAL_ENV] == "300"
         assert str(s.postgres_dir) in by[name].env[diskspace.PATHS_ENV].split(os.pathsep)
-    assert by["housekeeper"].env[housekeeper.ADMIN_PASSWORD_ENV] == sec.admin_password
-    assert sec.admin_password not in " ".join(by["housekeeper"].argv)  # never on a command line
+    # its own least-privilege FAB user, never the admin's password
+    assert by["housekeeper"].env[housekeeper.API_PASSWORD_ENV] == sec.housekeeper_password
+    assert sec.admin_password not in json.dumps(by["housekeeper"].env)
+    assert sec.housekeeper_password not in " ".join(by["housekeeper"].argv)  # never on a command line
 
 
 # ---------------------------------------------------------------- the worker memory limit

@@ -194,3 +194,26 @@ def test_a_damaged_secrets_file_is_refused_naming_the_line_not_its_content(path,
     assert "backup restore" in exc.value.hint
     assert "JWT" not in exc.value.message  # the line itself may hold a secret
     assert path.read_bytes() == before  # no secret generated in its place
+
+
+def test_an_older_home_gets_the_added_secrets_once(tmp_path, clean_environ):
+    """A secrets.env written before the JWT key pair: the first command that loads it adds the new
+    secrets and every later one gets the same (not a fresh key per command)."""
+    from types import SimpleNamespace
+
+    from airflow_resource.config.pinned_sets import HOME_RECORD
+
+    home = tmp_path
+    (home / HOME_RECORD).write_text("{}")
+    old = {f.name: f"old-{f.name}-value" for f in dataclasses.fields(secrets.Secrets) if f.name not in secrets.ADDED}
+    path = home / "secrets.env"
+    secrets.write_private(path, "".join(f"{secrets.Secrets.env_name(k)}={v}\n" for k, v in old.items()))
+    s = SimpleNamespace(home=home, secrets_file=path)
+    first, second = secrets.require_installed(s), secrets.require_installed(s)
+    assert first == second and first.fernet_key == "old-fernet_key-value"
+    assert all(getattr(first, name) for name in secrets.ADDED)
+    from airflow_resource.config import jwt_keys
+
+    assert jwt_keys.private_pem(first.jwt_private_key).startswith("-----BEGIN PRIVATE KEY-----")
+    restored = secrets.from_mapping({secrets.Secrets.env_name(k): v for k, v in old.items()})
+    assert restored is not None and restored.jwt_private_key  # an older backup's secrets.env still restores

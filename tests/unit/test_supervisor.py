@@ -191,7 +191,7 @@ def test_component_env_layers_base_airflow_component_and_tag(comps, aenv):
     for c in comps:
         expected = dict(BASE_ENV)
         if c.airflow:
-            expected.update(aenv)
+            expected.update(airflow_config.for_component(aenv, c.secrets))
         expected.update(c.env)
         expected[TAG_ENV] = c.name
         assert supervisor.component_env(c, BASE_ENV, aenv) == expected, c.name
@@ -238,7 +238,37 @@ def test_awkward_secrets_reach_the_env_file_unchanged(s, by, sec):
     aenv = airflow_config.airflow_env(s, odd)
     flower = json.loads(json.dumps(supervisor.component_env(by["flower"], BASE_ENV, aenv)))
     assert flower["AIRFLOW__CELERY__FLOWER_BASIC_AUTH"] == f"{s.admin_user}:{odd.flower_password}"
-    assert flower["AIRFLOW__API_AUTH__JWT_SECRET"] == odd.jwt_secret
+    api = json.loads(json.dumps(supervisor.component_env(by["api-server"], BASE_ENV, aenv)))
+    assert api["AIRFLOW__API_AUTH__JWT_PRIVATE_KEY_PATH"] == aenv["AIRFLOW__API_AUTH__JWT_PRIVATE_KEY_PATH"]
+
+
+# Who holds which secret (docs/architecture.md "Secrets by component"): Airflow's security model's table,
+# narrowed where this stack needs less (no Fernet key and no API secret key on workers).
+HOLDERS = {
+    "fernet_key": {"api-server", "scheduler", "dag-processor", "triggerer"},
+    "api_secret_key": {"api-server"},
+    "jwt_private_key": {"api-server", "scheduler"},
+    "postgres_password": {"api-server", "scheduler", "dag-processor", "triggerer"},
+    "redis_password": {"scheduler", "worker-1", "worker-2", "flower", "metrics"},
+    "flower_password": {"flower"},
+    "housekeeper_password": {"housekeeper"},
+}
+
+
+def test_each_secret_reaches_only_the_components_that_need_it(s, comps, sec):
+    from airflow_resource.config import jwt_keys
+
+    aenv = airflow_config.airflow_env(s, sec)
+    envs = {c.name: json.dumps(supervisor.component_env(c, BASE_ENV, aenv)) for c in comps if c.name != "backup"}
+    pem_body = jwt_keys.private_pem(sec.jwt_private_key).splitlines()[1]
+    for name in dataclasses.asdict(sec):
+        needle = pem_body if name == "jwt_private_key" else getattr(sec, name)
+        holders = {c for c, text in envs.items() if needle in text}
+        assert holders == HOLDERS.get(name, set()), name
+    worker = json.loads(envs["worker-1"])
+    assert worker["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == airflow_config.NO_METADATA_DB
+    assert worker["AIRFLOW__API_AUTH__TRUSTED_JWKS_URL"] == str(airflow_config.jwks_file(s))
+    assert "AIRFLOW__API_AUTH__JWT_PRIVATE_KEY_PATH" not in worker and "APACHE_AIRFLOW_MEMFD_VARS" not in worker
 
 
 def test_env_file_and_launcher_live_in_the_run_dir(s):

@@ -1,7 +1,10 @@
 """Airflow's settings for every child, rendered as AIRFLOW__SECTION__KEY environment.
 
 airflow.cfg is never hand-edited: everything the stack depends on is here, so
-all components agree (one jwt_secret, one execution API URL, one database).
+all components agree (one JWT key pair, one execution API URL, one database).
+The environment has a shared part with no generated secret in it (shared_env) and one
+part per secret (SECRET_KEYS); each component gets the parts the component table
+grants it (for_component), DAG validation none.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ from airflow_resource.config import venv as venv_contents
 AIRFLOW_DB = "airflow"        # metadata database
 AIRFLOW_DB_USER = "airflow"
 DATA_DB = "resource_data"     # database for pipelines' own tables (connection resource_postgres)
+DATA_DB_USER = "resource_data"  # its own role: no CONNECT on the metadata database
 DATA_CONN_ID = "resource_postgres"
+BROKER_DB, RESULT_DB = 0, 1   # Redis databases: Celery's queue, Celery's task results
 FAB_AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
 
 DAG_REFRESH_INTERVAL_S = 2
@@ -35,7 +40,14 @@ def postgres_url(s: Settings, sec: Secrets, database: str = AIRFLOW_DB, driver: 
     if s.postgres_url:
         # A server the user runs: metadata and pipelines' tables share the database it names.
         return _with_scheme(s.postgres_url, driver)
-    return f"{driver}://{AIRFLOW_DB_USER}:{quote(sec.postgres_password, safe='')}@127.0.0.1:{s.postgres_port}/{database}"
+    user, password = (DATA_DB_USER, sec.data_db_password) if database == DATA_DB else (AIRFLOW_DB_USER, sec.postgres_password)
+    return f"{driver}://{user}:{quote(password, safe='')}@127.0.0.1:{s.postgres_port}/{database}"
+
+
+def data_url(s: Settings, sec: Secrets) -> str:
+    """The connection resource_postgres: pipelines' own database, as its own role (stored in the metadata
+    database by the start's one-offs, encrypted with the Fernet key; tasks get it through the Execution API)."""
+    return postgres_url(s, sec, DATA_DB, driver="postgresql")
 
 
 def redis_url(s: Settings, sec: Secrets, db: int = 0) -> str:
@@ -49,40 +61,114 @@ def _with_scheme(url: str, scheme: str) -> str:
     return urlunsplit((scheme, *parts[1:]))
 
 
-def airflow_env(s: Settings, sec: Secrets) -> dict[str, str]:
-    """Environment shared by every Airflow process of the stack (and by one-off airflow commands):
-    what the stack owns, then the tuning, then the user's own Airflow options."""
-    owned = owned_env(s, sec)
-    check_options(s, owned)
+# Secret parts of the environment, by the name the component table grants them under (components.py).
+SECRET_KEYS: dict[str, frozenset[str]] = {
+    "metadata_db": frozenset({"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"}),
+    "fernet": frozenset({"AIRFLOW__CORE__FERNET_KEY"}),
+    "broker": frozenset({"AIRFLOW__CELERY__BROKER_URL", "AIRFLOW__CELERY__RESULT_BACKEND"}),
+    "api_secret_key": frozenset({"AIRFLOW__API__SECRET_KEY"}),
+    "flower_auth": frozenset({"AIRFLOW__CELERY__FLOWER_BASIC_AUTH"}),
+    "jwt_signing": frozenset({"AIRFLOW__API_AUTH__JWT_PRIVATE_KEY_PATH", "APACHE_AIRFLOW_MEMFD_VARS"}),
+}
+MEMFD_VARS_ENV = "APACHE_AIRFLOW_MEMFD_VARS"  # launch.py: these variables hold file content, handed over as memfds
+# Where a component lacks the metadata part, Airflow still parses the option when it is imported (Airflow's
+# own "airflow-db-not-allowed:///" fails there), and without it would fall back to a SQLite file in
+# AIRFLOW_HOME: a valid URL that cannot connect (no such socket directory, no such role).
+NO_METADATA_DB = "postgresql+psycopg2://no-metadata-access@/no-metadata-access?host=/nonexistent/no-metadata-access"
+ONEOFF_PARTS = frozenset({"metadata_db", "fernet"})  # `airflow db migrate`, the users and the connection
+
+
+def airflow_env(s: Settings, sec: Secrets, parts: frozenset[str] = frozenset(SECRET_KEYS)) -> dict[str, str]:
+    """The environment of an Airflow process of the stack with the secret parts named (the default: all of
+    them, which supervisor.component_env narrows to each component's), then the tuning and the user's own
+    Airflow options. One-off commands of the CLI: oneoff_env."""
+    owned = owned_env(s, sec, parts)
+    check_options(s, owned_env(s, sec, frozenset(SECRET_KEYS)))
     return {**owned, **tuning(s), **s.airflow_options}
 
 
-def owned_env(s: Settings, sec: Secrets) -> dict[str, str]:
-    """The options the stack depends on (ports, database, broker, secrets, folders, auth): never overridden."""
-    db = postgres_url(s, sec)
+def oneoff_env(env: dict[str, str]) -> dict[str, str]:
+    """What a one-off command run by the CLI (migrate, the users, the connection, requeue) needs of
+    airflow_env's: the metadata database, the Fernet key and the broker; never the signing key."""
+    return for_component(env, ONEOFF_PARTS | {"broker"})
+
+
+def without_secrets(env: dict[str, str]) -> dict[str, str]:
+    """`env` with no generated secret: no secret part, no APACHE_AIRFLOW_<secret> variable (secrets.env's
+    names), for processes that run untrusted code (DAG validation, `dags test`)."""
+    from dataclasses import fields
+
+    names = {Secrets.env_name(f.name) for f in fields(Secrets)}
+    return {k: v for k, v in for_component(env, frozenset()).items() if k not in names}
+
+
+def for_component(env: dict[str, str], parts: frozenset[str]) -> dict[str, str]:
+    """`env` (airflow_env's) without the secret parts not in `parts`."""
+    drop = frozenset().union(*(keys for name, keys in SECRET_KEYS.items() if name not in parts))
+    out = {k: v for k, v in env.items() if k not in drop}
+    out.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", NO_METADATA_DB)
+    return out
+
+
+def secret_env(s: Settings, sec: Secrets) -> dict[str, dict[str, str]]:
+    """Each secret part of the environment (SECRET_KEYS names its keys)."""
+    from airflow_resource.config import jwt_keys
+
+    parts = {
+        "metadata_db": {"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": postgres_url(s, sec)},
+        "fernet": {"AIRFLOW__CORE__FERNET_KEY": sec.fernet_key},
+        # Results on Redis, not on the metadata database (whose owner role a worker would then hold).
+        "broker": {"AIRFLOW__CELERY__BROKER_URL": redis_url(s, sec, BROKER_DB),
+                   "AIRFLOW__CELERY__RESULT_BACKEND": redis_url(s, sec, RESULT_DB)},
+        "api_secret_key": {"AIRFLOW__API__SECRET_KEY": sec.api_secret_key},
+        "flower_auth": {"AIRFLOW__CELERY__FLOWER_BASIC_AUTH": f"{s.admin_user}:{sec.flower_password}"},
+        # The private key's PEM, which the launcher hands over as a memfd and replaces by its /proc path.
+        "jwt_signing": {"AIRFLOW__API_AUTH__JWT_PRIVATE_KEY_PATH":
+                        jwt_keys.private_pem(sec.jwt_private_key) if sec.jwt_private_key else "",
+                        MEMFD_VARS_ENV: "AIRFLOW__API_AUTH__JWT_PRIVATE_KEY_PATH"},
+    }
+    assert {k: frozenset(v) for k, v in parts.items()} == SECRET_KEYS
+    return parts
+
+
+def jwks_file(s: Settings) -> Path:
+    """The public JWKS (world-readable, root's): where every component verifies tokens."""
+    return s.run_dir / "jwks.json"
+
+
+def owned_env(s: Settings, sec: Secrets, parts: frozenset[str] = frozenset()) -> dict[str, str]:
+    """The options the stack depends on (never overridden): the shared part, plus the secret parts named."""
+    env = shared_env(s, sec)
+    for name, values in secret_env(s, sec).items():
+        if name in parts:
+            env.update(values)
+    return env
+
+
+def shared_env(s: Settings, sec: Secrets) -> dict[str, str]:
+    """The options every Airflow process gets: ports, folders, auth, the public JWT key: no generated secret."""
+    from airflow_resource.config import jwt_keys
+
     env = {
         "AIRFLOW_HOME": str(s.airflow_home),
         "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
         "AIRFLOW__CORE__DAGS_FOLDER": str(s.dags_dir),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(s.plugins_dir),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__FERNET_KEY": sec.fernet_key,
         "AIRFLOW__CORE__AUTH_MANAGER": FAB_AUTH_MANAGER,
         # Tasks reach the API server here; a moved port without this fails every task.
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{s.api_url}/execution/",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": db,
-        "AIRFLOW__CELERY__BROKER_URL": redis_url(s, sec),
-        "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + postgres_url(s, sec, driver="postgresql"),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": NO_METADATA_DB,
         "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(s.worker_concurrency),
         "AIRFLOW__CELERY__FLOWER_HOST": "127.0.0.1",
         "AIRFLOW__CELERY__FLOWER_PORT": str(s.flower_port),
-        "AIRFLOW__CELERY__FLOWER_BASIC_AUTH": f"{s.admin_user}:{sec.flower_password}",
         "AIRFLOW__API__HOST": s.api_host,
         "AIRFLOW__API__PORT": str(s.api_port),
-        "AIRFLOW__API__SECRET_KEY": sec.api_secret_key,
         "AIRFLOW__API__EXPOSE_CONFIG": "False",
-        # Every component must sign and verify task tokens with the same secret.
-        "AIRFLOW__API_AUTH__JWT_SECRET": sec.jwt_secret,
+        # Tokens are signed with the stack's Ed25519 key (jwt_keys.py) and verified against its public JWKS.
+        "AIRFLOW__API_AUTH__TRUSTED_JWKS_URL": str(jwks_file(s)),
+        "AIRFLOW__API_AUTH__JWT_KID": jwt_keys.kid(sec.jwt_private_key),
+        "AIRFLOW__API_AUTH__JWT_ALGORITHM": jwt_keys.ALGORITHM,
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
         "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": "127.0.0.1",
         "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(s.scheduler_health_port),
@@ -96,8 +182,6 @@ def owned_env(s: Settings, sec: Secrets) -> dict[str, str]:
         "AIRFLOW__METRICS__STATSD_HOST": "127.0.0.1",
         "AIRFLOW__METRICS__STATSD_PORT": str(s.statsd_port),
         "AIRFLOW__METRICS__STATSD_PREFIX": STATSD_PREFIX,
-        # Pipelines' own database, for example_etl and users' DAGs.
-        f"AIRFLOW_CONN_{DATA_CONN_ID.upper()}": postgres_url(s, sec, DATA_DB, driver="postgresql"),
         "APACHE_AIRFLOW_DATA_DIR": str(s.data_dir),
     }
     if s.base_url:
@@ -111,7 +195,7 @@ def check_options(s: Settings, owned: dict[str, str] | None = None) -> None:
     """Refuse user Airflow options that would override what the stack depends on (the owned keys
     follow from the settings alone, so placeholder secrets serve when none are at hand)."""
     if owned is None:
-        owned = owned_env(s, placeholder())
+        owned = owned_env(s, placeholder(), frozenset(SECRET_KEYS))
     clash = sorted(k for k in s.airflow_options if k in owned)
     if clash:
         raise CommandError(

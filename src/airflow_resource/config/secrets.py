@@ -31,6 +31,17 @@ def _fernet_key() -> str:
     return base64.urlsafe_b64encode(os.urandom(32)).decode()
 
 
+def _jwt_private_key() -> str:
+    """An Ed25519 signing key for task and API tokens: its PKCS#8 PEM body on one line (secrets.env is one
+    NAME=value per line); jwt_keys.py turns it into the PEM the issuers read and the public JWKS."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    der = Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return base64.b64encode(der).decode()
+
+
 @dataclass(frozen=True)
 class Secrets:
     fernet_key: str
@@ -41,6 +52,11 @@ class Secrets:
     postgres_superuser_password: str
     redis_password: str
     flower_password: str
+    # Added after the first release: generated into an existing secrets.env on its next start (ensure), and
+    # generated when missing from an older backup's (from_mapping). jwt_secret stays for those homes, unused.
+    jwt_private_key: str = ""     # Ed25519, signs task and API tokens (issuers only: jwt_keys.py)
+    data_db_password: str = ""    # the role owning resource_data (connection resource_postgres)
+    housekeeper_password: str = ""  # the housekeeper's FAB user, allowed pools and variables only
 
     @staticmethod
     def env_name(field_name: str) -> str:
@@ -50,7 +66,9 @@ class Secrets:
         return {self.env_name(f.name): getattr(self, f.name) for f in fields(self)}
 
 
-GENERATORS = {f.name: (_fernet_key if f.name == "fernet_key" else _token) for f in fields(Secrets)}
+GENERATORS = {f.name: {"fernet_key": _fernet_key, "jwt_private_key": _jwt_private_key}.get(f.name, _token)
+              for f in fields(Secrets)}
+ADDED = frozenset({"jwt_private_key", "data_db_password", "housekeeper_password"})
 
 
 def parse_env_file(text: str) -> dict[str, str]:
@@ -102,8 +120,13 @@ def write_private(path: Path, text: str, uid: int | None = None, gid: int | None
 def require_installed(s: Any) -> Secrets:
     """The one "is it installed?" check of every command that needs an installed home: its secrets, or
     exit 1 naming the command that installs it. (`s` is the resolved Settings.)"""
-    sec = load(s.secrets_file)
-    if sec is None or not (s.home / HOME_RECORD).exists():
+    if not s.secrets_file.exists() or not (s.home / HOME_RECORD).exists():
+        sec = None
+    else:
+        # ensure, not load: a secret a newer version added is generated once and kept (an older home's
+        # JWT key pair, resource_data's and the housekeeper's passwords), not anew by every command.
+        sec, _created = ensure(s.secrets_file)
+    if sec is None:
         raise CommandError(f"nothing installed in {s.home}",
                            "install and start it: `./cli.sh manage start` (`./cli.sh manage install --pinned-set NAME` "
                            "for another pinned set)")
@@ -149,14 +172,35 @@ def ensure(path: Path, environ: Mapping[str, str] | None = None) -> tuple[Secret
 
 def from_mapping(values: Mapping[str, str]) -> Secrets | None:
     """Secrets from APACHE_AIRFLOW_* names (a component's environment, a restored secrets.env); None when
-    one is missing."""
+    one is missing (those added later are generated: an older backup's secrets.env lacks them, and the
+    next start adds them to the file)."""
     found = {f.name: values.get(Secrets.env_name(f.name), "") for f in fields(Secrets)}
-    return Secrets(**found) if all(found.values()) else None
+    if not all(v for k, v in found.items() if k not in ADDED):
+        return None
+    return Secrets(**{k: v or GENERATORS[k]() for k, v in found.items()})
 
 
 def placeholder() -> Secrets:
     """Empty secrets, for deriving what needs none (the component table's ports)."""
     return Secrets(**{f.name: "" for f in fields(Secrets)})
+
+
+def write_public(path: Path, text: str) -> None:
+    """A world-readable file root writes and nobody else may (the public JWKS): created fresh beside the
+    target, never through a link a service user planted, then renamed over it."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        os.unlink(tmp)
+    except FileNotFoundError:
+        pass
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    try:
+        os.fchmod(fd, 0o644)
+        os.write(fd, text.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
 
 
 def mask(value: str) -> str:

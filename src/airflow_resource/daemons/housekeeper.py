@@ -2,11 +2,12 @@
 the disk is nearly full, in one small loop.
 
     python -m airflow_resource.daemons.housekeeper --alerts-dir DIR --task-logs DIR --dag-processor-logs DIR \
-        --retention-days N --ui-url URL --heartbeat FILE [--api-url URL --admin-user NAME]
+        --retention-days N --ui-url URL --heartbeat FILE [--api-url URL --api-user NAME]
 
 Supervised like every component (restarted on a crash; its own log in logs/components/housekeeper.log).
-The webhook URL and the admin password come from the environment (APACHE_AIRFLOW_ALERT_WEBHOOK_URL,
-APACHE_AIRFLOW_ADMIN_PASSWORD, in the component's 0600 env file), never from the command line. Each pass:
+The webhook URL and the password of its own FAB user (allowed pools and variables only, not the admin) come
+from the environment (APACHE_AIRFLOW_ALERT_WEBHOOK_URL, APACHE_AIRFLOW_HOUSEKEEPER_PASSWORD, in the
+component's 0600 env file), never from the command line. Each pass:
 deliver the alerts that are due (every POLL_S), check the free disk space (every DISK_CHECK_S: below
 APACHE_AIRFLOW_DISK_CRITICAL_MB the pools are held at 0 slots, see pool_hold.py), run the retention
 cleanup at start and every retention.CLEANUP_INTERVAL_S, and touch the heartbeat file that the status
@@ -32,7 +33,8 @@ from airflow_resource.config.secrets import Secrets
 POLL_S = 1.0
 HEARTBEAT_S = 10.0
 DISK_CHECK_S = 5.0
-ADMIN_PASSWORD_ENV = Secrets.env_name("admin_password")  # in its 0600 env file (components.py)
+# Its own FAB user's password (pools and variables only, standalone/admin_user.py), in its env file.
+API_PASSWORD_ENV = Secrets.env_name("housekeeper_password")
 
 
 def _log(message: str) -> None:
@@ -44,9 +46,9 @@ class DiskGuard:
     give the pools their slots back (pool_hold.py). The wanted state is re-applied until the REST API
     accepts it, and the first check releases a hold an earlier housekeeper left behind."""
 
-    def __init__(self, api_url: str, admin_user: str) -> None:
+    def __init__(self, api_url: str, api_user: str) -> None:
         self.api_url = api_url
-        self.admin_user = admin_user
+        self.api_user = api_user
         self.paths, self.critical_mb = diskspace.from_env()
         self.applied: bool | None = None  # True: pools held, False: released, None: not known yet
 
@@ -60,7 +62,7 @@ class DiskGuard:
         from airflow_resource.api import AirflowAPI  # requests: only when there is something to do
 
         try:
-            api = AirflowAPI(self.api_url, self.admin_user, os.environ.get(ADMIN_PASSWORD_ENV, ""), timeout=10)
+            api = AirflowAPI(self.api_url, self.api_user, os.environ.get(API_PASSWORD_ENV, ""), timeout=10)
             if hold:
                 n = pool_hold.hold_pools(api)
                 if n or not self.applied:
@@ -84,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ui-url", required=True)
     ap.add_argument("--heartbeat", required=True)
     ap.add_argument("--api-url", default="")
-    ap.add_argument("--admin-user", default="admin")
+    ap.add_argument("--api-user", default="resource-housekeeper")
     args = ap.parse_args(argv)
     url = os.environ.get(alerts.WEBHOOK_ENV, "")
     spool = Path(args.alerts_dir)
@@ -101,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, stop)
     _log(f"housekeeper: alerts {'to ' + alert_delivery.redact(url) if url else 'off (no webhook URL)'}; "
          f"log retention {args.retention_days} day(s)" + (" (keep forever)" if args.retention_days <= 0 else ""))
-    guard = DiskGuard(args.api_url, args.admin_user)
+    guard = DiskGuard(args.api_url, args.api_user)
     next_cleanup = next_beat = next_disk = 0.0
     while not stopping:
         now = time.monotonic()

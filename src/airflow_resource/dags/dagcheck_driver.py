@@ -49,8 +49,12 @@ Record = Callable[[Item, dict[str, Any]], None]
 
 
 def child_env(env: dict[str, str], timeout_s: float) -> dict[str, str]:
+    """The child imports untrusted code: it gets the shared, non-secret part of the stack's environment
+    only (airflow_config.for_component with no secret part), whatever `env` held."""
+    from airflow_resource.config import airflow_config
+
     return {
-        **env,
+        **airflow_config.without_secrets(env),
         "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": str(float(timeout_s)),
         # Full tracebacks: the line in the DAG file may be deep under library frames.
         "AIRFLOW__CORE__DAGBAG_IMPORT_ERROR_TRACEBACKS": "True",

@@ -10,7 +10,8 @@ Everything that ties a child to the stack is stripped from the environment it is
 CeleryExecutor and its broker, the PostgreSQL metadata database, the api-server, scheduler and
 log-server ports, the auth manager, and the stack's process marker (so `./cli.sh manage stop` never
 mistakes a local test for a leftover of the stack). Connections and Variables given as
-AIRFLOW_CONN_* / AIRFLOW_VAR_* stay, as do the plugins folder and the Fernet key.
+AIRFLOW_CONN_* / AIRFLOW_VAR_* the caller set stay, as does the plugins folder; no generated secret
+of the stack (Fernet key, passwords, keys) reaches the child: its DAG code is untrusted.
 """
 
 from __future__ import annotations
@@ -62,6 +63,9 @@ STRIP_KEYS = (
 
 def dags_test_env(env: dict[str, str], dags_folder: Path, work_dir: Path) -> dict[str, str]:
     """The environment of `airflow dags test`: the given one without the stack, plus the local settings."""
+    from airflow_resource.config import airflow_config
+
+    env = airflow_config.without_secrets(env)
     clean = {k: v for k, v in env.items() if k not in STRIP_KEYS and not k.startswith(STRIP_PREFIXES)}
     clean.update({
         "AIRFLOW_HOME": str(work_dir),
@@ -188,7 +192,7 @@ def run_dag_test(python: Path, airflow_bin: Path, env: dict[str, str], dag_id: s
 
 
 def _stack_env(s: Any) -> dict[str, str]:
-    """The stack's environment when it is installed (connections, Fernet key); else the bare minimum."""
+    """The stack's environment when it is installed (dags_test_env strips its secrets); else the bare minimum."""
     from airflow_resource.config import airflow_config
     from airflow_resource.stack import handle
 

@@ -23,6 +23,17 @@ from airflow_resource.config.settings import SETTINGS_ENV, Settings
 DATA, API, CORE, EDGE = 10, 20, 30, 40
 SERVER_STOP_TIMEOUT_S = 20
 
+# Who holds which secret (docs/architecture.md, "Secrets by component"), after Airflow's security model:
+# the metadata DSN and the Fernet key on the control plane only (api-server, scheduler, dag-processor,
+# triggerer); the JWT private key on the issuers (the scheduler signs task tokens, the api-server REST
+# and refreshed task tokens); the API secret key (FAB's session cookies, log-server tokens) on the
+# api-server; the broker on what queues and runs tasks. Workers, which run DAG code, get the broker only.
+API_SECRETS = frozenset({"metadata_db", "fernet", "api_secret_key", "jwt_signing"})
+SCHEDULER_SECRETS = frozenset({"metadata_db", "fernet", "broker", "jwt_signing"})
+PARSER_SECRETS = frozenset({"metadata_db", "fernet"})  # dag-processor, triggerer
+WORKER_SECRETS = frozenset({"broker"})
+FLOWER_SECRETS = frozenset({"broker", "flower_auth"})
+
 
 @dataclass(frozen=True)
 class Component:
@@ -37,6 +48,8 @@ class Component:
     stop_timeout: int = SERVER_STOP_TIMEOUT_S
     airflow: bool = True  # gets the shared Airflow environment
     run_as: str = "service"  # whom the launcher drops to under root: "service", or "data" (PostgreSQL, Redis)
+    # The secret parts of the Airflow environment it gets (airflow_config.SECRET_KEYS): only what it needs.
+    secrets: frozenset[str] = frozenset()
 
     @property
     def group(self) -> str:
@@ -44,6 +57,8 @@ class Component:
 
 
 WORKER_PREFIX = "worker-"
+HOUSEKEEPER_USER = "resource-housekeeper"  # FAB user of the pool hold (role HOUSEKEEPER_ROLE)
+HOUSEKEEPER_ROLE = "ResourceHousekeeper"
 
 
 def worker_hostname(index: int) -> str:
@@ -83,11 +98,15 @@ def build(s: Settings, sec: Secrets, pg_bindir: str = "", redis_server: str = ""
     ))
     comps += [
         # The disk guard's middleware (disk_plugin.py) reads where to look and its threshold here.
-        Component("api-server", (airflow, "api-server"), Probe("api"), API, **at("api_port"), env=disk_env(s)),
+        Component("api-server", (airflow, "api-server"), Probe("api"), API, **at("api_port"), env=disk_env(s),
+                  secrets=API_SECRETS),
         Component("scheduler", (airflow, "scheduler"),
-                  Probe("http", f"http://127.0.0.1:{s.scheduler_health_port}/health"), CORE, **at("scheduler_health_port")),
-        Component("dag-processor", (airflow, "dag-processor"), Probe("health_key", "dag_processor"), CORE),
-        Component("triggerer", (airflow, "triggerer"), Probe("health_key", "triggerer"), CORE, **at("log_server_port")),
+                  Probe("http", f"http://127.0.0.1:{s.scheduler_health_port}/health"), CORE, **at("scheduler_health_port"),
+                  secrets=SCHEDULER_SECRETS),
+        Component("dag-processor", (airflow, "dag-processor"), Probe("health_key", "dag_processor"), CORE,
+                  secrets=PARSER_SECRETS),
+        Component("triggerer", (airflow, "triggerer"), Probe("health_key", "triggerer"), CORE, **at("log_server_port"),
+                  secrets=PARSER_SECRETS),
     ]
     for i in range(1, s.workers + 1):
         log_port = at("log_server_port", i)
@@ -97,6 +116,7 @@ def build(s: Settings, sec: Secrets, pg_bindir: str = "", redis_server: str = ""
             Probe("celery", worker_hostname(i)), CORE, **log_port,
             env={"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(log_port["port"])},
             stop_timeout=s.stop_grace_seconds,  # Celery's warm shutdown lets running tasks finish
+            secrets=WORKER_SECRETS,
         ))
     if s.backup_interval_minutes:
         # Scheduled backups (backup_schedule.py): it archives the whole secrets.env, so it gets every secret.
@@ -108,11 +128,12 @@ def build(s: Settings, sec: Secrets, pg_bindir: str = "", redis_server: str = ""
     comps.append(Component(
         "flower", (airflow, "celery", "flower"),
         Probe("http", f"http://127.0.0.1:{s.flower_port}/healthcheck", sec.flower_password, s.admin_user),
-        EDGE, **at("flower_port"),
+        EDGE, **at("flower_port"), secrets=FLOWER_SECRETS,
     ))
     # Alert delivery, log retention and the disk-full hold of the pools (housekeeper.py). The webhook URL
-    # may hold a token and the admin password is one: env file only.
-    env = {**disk_env(s), Secrets.env_name("admin_password"): sec.admin_password}  # the pool hold's REST login
+    # may hold a token and the housekeeper's password is one: env file only. Its FAB user may edit pools
+    # and variables, nothing else (standalone/admin_user.py).
+    env = {**disk_env(s), Secrets.env_name("housekeeper_password"): sec.housekeeper_password}
     if s.alert_webhook_url:
         env[alerts.WEBHOOK_ENV] = s.alert_webhook_url
     comps.append(Component(
@@ -121,7 +142,7 @@ def build(s: Settings, sec: Secrets, pg_bindir: str = "", redis_server: str = ""
          "--alerts-dir", str(s.alerts_dir), "--task-logs", str(s.task_logs_dir),
          "--dag-processor-logs", str(s.dag_processor_logs_dir), "--retention-days", str(s.log_retention_days),
          "--ui-url", s.base_url or s.api_url, "--heartbeat", str(housekeeper_heartbeat(s)),
-         "--api-url", s.api_base, "--admin-user", s.admin_user),
+         "--api-url", s.api_base, "--api-user", HOUSEKEEPER_USER),
         Probe("heartbeat_file", str(housekeeper_heartbeat(s))), EDGE, airflow=False, env=env,
     ))
     return comps

@@ -27,8 +27,13 @@ def connections(s: Settings, sec: secrets_mod.Secrets, show: bool) -> list[dict[
     if s.embedded_postgres:
         conns.append({"id": "postgres", "name": "PostgreSQL (Airflow metadata)",
                       "connection": {"host": "127.0.0.1", "port": s.postgres_port, "database": airflow_config.AIRFLOW_DB,
-                                     "databases": [airflow_config.AIRFLOW_DB, airflow_config.DATA_DB], "sslmode": "disable"},
+                                     "sslmode": "disable"},
                       "auth": {"username": airflow_config.AIRFLOW_DB_USER, "password": pw(sec.postgres_password)},
+                      "metadata": {"embedded": True}})
+        conns.append({"id": "resource-data", "name": "PostgreSQL (pipelines' database resource_data)",
+                      "connection": {"host": "127.0.0.1", "port": s.postgres_port, "database": airflow_config.DATA_DB,
+                                     "sslmode": "disable"},
+                      "auth": {"username": airflow_config.DATA_DB_USER, "password": pw(sec.data_db_password)},
                       "metadata": {"airflow_connection_id": airflow_config.DATA_CONN_ID, "embedded": True}})
     else:
         conns.append({"id": "postgres", "name": "PostgreSQL (external)",

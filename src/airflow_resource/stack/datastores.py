@@ -127,25 +127,65 @@ def superuser_dsn(s: Settings, sec: Secrets, database: str = "postgres") -> str:
 
 
 def ensure_roles_and_databases(s: Settings, sec: Secrets) -> None:
-    """The airflow role and its two databases; also resets the role's password to the secret."""
+    """Each database owned by its own role: airflow (the metadata) and resource_data (pipelines' tables,
+    the connection resource_postgres); neither role may connect to the other's database. Resets both
+    roles' passwords to the secrets, and moves an older home's resource_data (owned by airflow) over."""
     import psycopg2
     from psycopg2 import sql
-    from psycopg2.extensions import encrypt_password
 
     conn = psycopg2.connect(superuser_dsn(s, sec))
     conn.autocommit = True
     try:
         with conn.cursor() as cur:
-            role = airflow_config.AIRFLOW_DB_USER
-            cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
-            verb = "ALTER" if cur.fetchone() else "CREATE"
-            # Send the SCRAM verifier, never the password itself, so no server log can show it.
-            verifier = encrypt_password(sec.postgres_password, role, conn, "scram-sha-256")
-            cur.execute(sql.SQL(verb + " ROLE {} LOGIN PASSWORD %s").format(sql.Identifier(role)), (verifier,))
-            for db in (airflow_config.AIRFLOW_DB, airflow_config.DATA_DB):
-                cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,))
-                if not cur.fetchone():
+            owners = {airflow_config.AIRFLOW_DB: (airflow_config.AIRFLOW_DB_USER, sec.postgres_password),
+                      airflow_config.DATA_DB: (airflow_config.DATA_DB_USER, sec.data_db_password)}
+            for db, (role, password) in owners.items():
+                _ensure_role(conn, cur, role, password)
+                cur.execute("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s", (db,))
+                row = cur.fetchone()
+                if not row:
                     printer.step(f"creating database {db}")
                     cur.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(db), sql.Identifier(role)))
+                elif row[0] != role:
+                    printer.step(f"giving database {db} to its own role {role}")
+                    cur.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(db), sql.Identifier(role)))
+                    _reassign_tables(s, sec, db, row[0], role)
+                # PUBLIC may connect to a new database: only its owner (and the superuser) may here.
+                cur.execute(sql.SQL("REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC").format(sql.Identifier(db)))
+    finally:
+        conn.close()
+
+
+def _ensure_role(conn, cur, role: str, password: str) -> None:  # noqa: ANN001 - psycopg2's types
+    from psycopg2 import sql
+    from psycopg2.extensions import encrypt_password
+
+    cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
+    verb = "ALTER" if cur.fetchone() else "CREATE"
+    # Send the SCRAM verifier, never the password itself, so no server log can show it.
+    verifier = encrypt_password(password, role, conn, "scram-sha-256")
+    cur.execute(sql.SQL(verb + " ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD %s")
+                .format(sql.Identifier(role)), (verifier,))
+
+
+def _reassign_tables(s: Settings, sec: Secrets, db: str, old: str, new: str) -> None:
+    """The tables, sequences and views the old owner has in `db` (example_etl's) go to the new owner.
+    Not REASSIGN OWNED: that would also hand over the old role's other databases."""
+    import psycopg2
+    from psycopg2 import sql
+
+    conn = psycopg2.connect(superuser_dsn(s, sec, db))
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT n.nspname, c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                        "WHERE pg_get_userbyid(c.relowner) = %s AND c.relkind IN ('r','p','v','m','S','f') "
+                        "AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+                        # Tables first: a serial's sequence follows its table (changing it alone is refused).
+                        "ORDER BY c.relkind = 'S'", (old,))
+            kinds = {"r": "TABLE", "p": "TABLE", "v": "VIEW", "m": "MATERIALIZED VIEW", "S": "SEQUENCE", "f": "FOREIGN TABLE"}
+            for schema, name, kind in cur.fetchall():
+                cur.execute(sql.SQL("ALTER {} {}.{} OWNER TO {}").format(
+                    sql.SQL(kinds[kind]), sql.Identifier(schema), sql.Identifier(name), sql.Identifier(new)))
     finally:
         conn.close()

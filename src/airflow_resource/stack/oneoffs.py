@@ -1,16 +1,22 @@
 """The one-off work of a start beside the supervised components: the metadata database's migration,
-the admin user, Celery messages orphaned by dead workers, the Execution API's warm-up."""
+the public JWKS, the admin and housekeeper users and the connection resource_postgres, Celery messages
+orphaned by dead workers, the Execution API's warm-up."""
 
 from __future__ import annotations
 
+import hashlib
+import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 from airflow_resource import printer
 from airflow_resource import standalone
 from airflow_resource.config import airflow_config
+from airflow_resource.config import jwt_keys
+from airflow_resource.config import secrets as secrets_mod
 from airflow_resource.config.settings import Settings
 from airflow_resource.errors import CommandError
+from airflow_resource.stack import components
 from airflow_resource.stack import datastores
 from airflow_resource.stack import installer
 from airflow_resource.stack import probes
@@ -23,13 +29,14 @@ ADMIN_TIMEOUT_S = 180
 def migrate(st: Stack) -> None:
     """Migrate the metadata database once per Airflow version (the venv's: a new pinned set migrates)."""
     s = st.s
+    write_jwks(st)
     if s.embedded_postgres:
         datastores.ensure_roles_and_databases(s, st.sec)
     migrated = s.airflow_home / f".migrated-{installer.home_airflow_version(s)}"
     if not migrated.exists():
         t = time.monotonic()
         with printer.status("migrating the Airflow metadata database (first start: up to a minute)"):
-            proc = st.run_airflow([str(s.venv / "bin" / "airflow"), "db", "migrate"], MIGRATE_TIMEOUT_S)
+            proc = _run_airflow(st, [str(s.venv / "bin" / "airflow"), "db", "migrate"], MIGRATE_TIMEOUT_S)
         if proc.returncode != 0:
             raise CommandError("airflow db migrate failed:\n" + (proc.stderr or proc.stdout).strip()[-2000:],
                                "fix the error above, then run `./cli.sh manage start` again")
@@ -69,23 +76,53 @@ def restore_unacked_tasks(st: Stack) -> int:
     return count
 
 
+def write_jwks(st: Stack) -> None:
+    """The public half of the JWT key pair, where every component verifies tokens ([api_auth]
+    trusted_jwks_url). Rewritten at every start: an older home's first start generates the pair (tokens
+    signed with its former jwt_secret are refused from then on)."""
+    secrets_mod.write_public(airflow_config.jwks_file(st.s), jwt_keys.jwks(st.sec.jwt_private_key))
+
+
+def _run_airflow(st: Stack, args: list[str], timeout: float, extra_env: dict[str, str] | None = None,
+                 stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """A one-off Airflow command as the service user, with what one-offs need (never the signing key)."""
+    env = {**airflow_config.oneoff_env(st.env()), **(extra_env or {})}
+    return subprocess.run(args, env=env, cwd=st.s.airflow_home, input=stdin, capture_output=True, text=True,
+                          timeout=timeout, **st.who.popen_kwargs())
+
+
 def create_admin(st: Stack) -> None:
-    """Create the admin once (a one-off process; it needs the migrated database, not the servers)."""
+    """Create the admin, the housekeeper's least-privilege user and the connection resource_postgres (a
+    one-off process; it needs the migrated database, not the servers). Runs again when any of them
+    changed: another admin name, the housekeeper's role, the connection's URL (by its digest)."""
     s = st.s
-    admin_marker = s.airflow_home / f".admin-{s.admin_user}"
-    if admin_marker.exists():
+    data_url = airflow_config.data_url(s, st.sec)
+    digest = hashlib.sha256("\0".join([s.admin_user, components.HOUSEKEEPER_USER, HOUSEKEEPER_ROLE_VERSION,
+                                        data_url]).encode()).hexdigest()[:16]
+    admin_marker, done_marker = s.airflow_home / f".admin-{s.admin_user}", s.airflow_home / f".users-{digest}"
+    if admin_marker.exists() and done_marker.exists():
         return
     t = time.monotonic()
     source = standalone.source("admin_user")
-    proc = st.run_airflow(
-        [str(s.venv / "bin" / "python"), "-"], ADMIN_TIMEOUT_S, stdin=source,
-        extra_env={"APACHE_AIRFLOW_ADMIN_USER": s.admin_user, "APACHE_AIRFLOW_ADMIN_PASSWORD": st.sec.admin_password},
+    proc = _run_airflow(
+        st, [str(s.venv / "bin" / "python"), "-"], ADMIN_TIMEOUT_S, stdin=source,
+        extra_env={"APACHE_AIRFLOW_ADMIN_USER": s.admin_user, "APACHE_AIRFLOW_ADMIN_PASSWORD": st.sec.admin_password,
+                   "APACHE_AIRFLOW_HOUSEKEEPER_USER": components.HOUSEKEEPER_USER,
+                   "APACHE_AIRFLOW_HOUSEKEEPER_ROLE": components.HOUSEKEEPER_ROLE,
+                   "APACHE_AIRFLOW_HOUSEKEEPER_PASSWORD": st.sec.housekeeper_password,
+                   "APACHE_AIRFLOW_DATA_CONN_ID": airflow_config.DATA_CONN_ID,
+                   "APACHE_AIRFLOW_DATA_CONN_URI": data_url},
     )
     if proc.returncode != 0:
         raise CommandError("creating the admin user failed:\n" + (proc.stderr or proc.stdout).strip()[-2000:],
                            "fix the error above, then run `./cli.sh manage start` again")
     admin_marker.write_text(f"{time.time()}\n")
-    printer.ok(f"admin user {s.admin_user} ready ({time.monotonic() - t:.1f} s)")
+    done_marker.write_text(f"{time.time()}\n")
+    printer.ok(f"admin user {s.admin_user}, housekeeper user and connection {airflow_config.DATA_CONN_ID} "
+               f"ready ({time.monotonic() - t:.1f} s)")
+
+
+HOUSEKEEPER_ROLE_VERSION = "1"  # bump when admin_user.py's HOUSEKEEPER_PERMISSIONS change
 
 
 def warm_execution_api(s: Settings, deadline: float) -> None:

@@ -11,6 +11,7 @@ from typing import Any, Mapping
 
 from airflow_resource import safe_files
 from airflow_resource import standalone
+from airflow_resource.config import airflow_config
 from airflow_resource.standalone import launch
 from airflow_resource.stack.components import Component
 from airflow_resource.standalone.launch import ENV_FILE_ENV, TAG_ENV
@@ -62,10 +63,11 @@ def env_file(s: Settings, name: str) -> Path:
 
 
 def component_env(c: Component, base_env: dict[str, str], airflow_env: dict[str, str]) -> dict[str, str]:
-    """The whole environment of one component; the launcher applies it over what supervisord passes."""
+    """The whole environment of one component; the launcher applies it over what supervisord passes.
+    `airflow_env` has every secret part: the component gets those its table entry grants (c.secrets)."""
     env = dict(base_env)
     if c.airflow:
-        env.update(airflow_env)
+        env.update(airflow_config.for_component(airflow_env, c.secrets))
     env.update(c.env)
     env[TAG_ENV] = c.name
     return env
