@@ -105,7 +105,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("backup_keep", int, 7, "Scheduled backups kept; older scheduled ones are deleted (manual ones never).",
             minimum=1, maximum=10000),
     Setting("backup_passphrase_file", str, "", "File with the passphrase that encrypts the secrets in scheduled "
-            "backups (readable by the service user); empty: scheduled backups leave the secrets out."),
+            "backups (read by the root CLI at start; keep it root's, 0600); empty: scheduled backups leave the secrets out."),
     Setting("log_retention_days", int, 30, "Days task logs and DAG-processor logs are kept (0: forever); "
             "the housekeeper removes older ones hourly.", minimum=0, maximum=36500),
     Setting("stop_grace_seconds", int, 30, "Seconds a stopping worker gives its running tasks to finish; tasks "

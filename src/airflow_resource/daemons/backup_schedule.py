@@ -52,7 +52,8 @@ def write_report(path: Path, report: dict[str, Any]) -> None:
 
 def run_once(s: Settings, sec: secrets.Secrets) -> dict[str, Any]:
     """One scheduled backup and the pruning after it."""
-    passphrase = archive.read_passphrase(None, {}, configured=s.backup_passphrase_file)
+    # The start put the passphrase in this component's env file (read as root); the file is the fallback.
+    passphrase = archive.read_passphrase(None, os.environ, configured=s.backup_passphrase_file)
     started = time.monotonic()
     dest, manifest = backup.create(s, sec, system.current_user(), running=True, passphrase=passphrase,
                                    kind=backup.SCHEDULED)

@@ -123,7 +123,8 @@ def build(s: Settings, sec: Secrets, pg_bindir: str = "", redis_server: str = ""
         comps.append(Component(
             "backup", (str(s.venv / "bin" / "python"), "-m", "airflow_resource.daemons.backup_schedule", "--home", str(s.home)),
             Probe("backup_schedule", str(s.backup_status_file)), EDGE, airflow=False,
-            env={**sec.as_env(), SETTINGS_ENV: json.dumps(s.to_json())},  # the effective file is root's
+            env={**sec.as_env(), SETTINGS_ENV: json.dumps(s.to_json()),  # the effective file is root's
+                 **backup_passphrase_env(s)},
         ))
     comps.append(Component(
         "flower", (airflow, "celery", "flower"),
@@ -146,6 +147,22 @@ def build(s: Settings, sec: Secrets, pg_bindir: str = "", redis_server: str = ""
         Probe("heartbeat_file", str(housekeeper_heartbeat(s))), EDGE, airflow=False, env=env,
     ))
     return comps
+
+
+BACKUP_PASSPHRASE_ENV = "APACHE_AIRFLOW_BACKUP_PASSPHRASE"  # backup/archive.py PASSPHRASE_ENV
+
+
+def backup_passphrase_env(s: Settings) -> dict[str, str]:
+    """The scheduled backups' passphrase, read here by the root CLI into the backup component's root-only env
+    file: the daemon runs as the service user, and a file that user can read, a task can read too. An
+    unreadable file is left to the daemon, which reports it in its status."""
+    if not s.backup_passphrase_file:
+        return {}
+    try:
+        first = Path(s.backup_passphrase_file).read_text().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return {}
+    return {BACKUP_PASSPHRASE_ENV: first[0]} if first and first[0] else {}
 
 
 def disk_env(s: Settings) -> dict[str, str]:

@@ -73,8 +73,8 @@ class Stack:
 
     def run_airflow(self, args: list[str], timeout: float, extra_env: dict[str, str] | None = None,
                     stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        """A one-off Airflow command as the service user, with the stack's environment."""
-        env = {**self.env(), **(extra_env or {})}
+        """A one-off Airflow command as the service user, with what one-offs need (never the signing key)."""
+        env = {**airflow_config.oneoff_env(self.env()), **(extra_env or {})}
         return subprocess.run(
             args, env=env, cwd=self.s.airflow_home, input=stdin, capture_output=True, text=True, timeout=timeout,
             **self.who.popen_kwargs(),

@@ -5,7 +5,6 @@ orphaned by dead workers, the Execution API's warm-up."""
 from __future__ import annotations
 
 import hashlib
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -36,7 +35,7 @@ def migrate(st: Stack) -> None:
     if not migrated.exists():
         t = time.monotonic()
         with printer.status("migrating the Airflow metadata database (first start: up to a minute)"):
-            proc = _run_airflow(st, [str(s.venv / "bin" / "airflow"), "db", "migrate"], MIGRATE_TIMEOUT_S)
+            proc = st.run_airflow([str(s.venv / "bin" / "airflow"), "db", "migrate"], MIGRATE_TIMEOUT_S)
         if proc.returncode != 0:
             raise CommandError("airflow db migrate failed:\n" + (proc.stderr or proc.stdout).strip()[-2000:],
                                "fix the error above, then run `./cli.sh manage start` again")
@@ -83,14 +82,6 @@ def write_jwks(st: Stack) -> None:
     secrets_mod.write_public(airflow_config.jwks_file(st.s), jwt_keys.jwks(st.sec.jwt_private_key))
 
 
-def _run_airflow(st: Stack, args: list[str], timeout: float, extra_env: dict[str, str] | None = None,
-                 stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    """A one-off Airflow command as the service user, with what one-offs need (never the signing key)."""
-    env = {**airflow_config.oneoff_env(st.env()), **(extra_env or {})}
-    return subprocess.run(args, env=env, cwd=st.s.airflow_home, input=stdin, capture_output=True, text=True,
-                          timeout=timeout, **st.who.popen_kwargs())
-
-
 def create_admin(st: Stack) -> None:
     """Create the admin, the housekeeper's least-privilege user and the connection resource_postgres (a
     one-off process; it needs the migrated database, not the servers). Runs again when any of them
@@ -104,8 +95,8 @@ def create_admin(st: Stack) -> None:
         return
     t = time.monotonic()
     source = standalone.source("admin_user")
-    proc = _run_airflow(
-        st, [str(s.venv / "bin" / "python"), "-"], ADMIN_TIMEOUT_S, stdin=source,
+    proc = st.run_airflow(
+        [str(s.venv / "bin" / "python"), "-"], ADMIN_TIMEOUT_S, stdin=source,
         extra_env={"APACHE_AIRFLOW_ADMIN_USER": s.admin_user, "APACHE_AIRFLOW_ADMIN_PASSWORD": st.sec.admin_password,
                    "APACHE_AIRFLOW_HOUSEKEEPER_USER": components.HOUSEKEEPER_USER,
                    "APACHE_AIRFLOW_HOUSEKEEPER_ROLE": components.HOUSEKEEPER_ROLE,
