@@ -139,8 +139,8 @@ def test_no_secret_in_the_tasks_environment(reports, as_root, conf):
 
 
 def test_no_secret_in_other_processes_environ_or_memfds(reports, as_root):
-    # as root: the components' secrets are in the stack's processes (environ, the key's memfd); the
-    # api-server's is not among them (gunicorn sets its process title, which blanks /proc/<pid>/environ)
+    # as root: the components' secrets are in the stack's processes (their memory, where the launcher's
+    # setenv() put them after exec; the key's memfd): the same probe, run by a task, must reach none
     assert {"fernet_key", "postgres_password", "jwt_private_key", "flower_password",
             "housekeeper_password", "redis_password"} <= set(as_root["proc"])
     assert set(reports["cross_the_boundary"]["proc"]) <= TASK_MAY_HOLD
