@@ -24,6 +24,7 @@ from airflow_resource import __version__
 from airflow_resource import safe_files
 from airflow_resource.backup import archive
 from airflow_resource.backup import auth
+from airflow_resource.stack import datastores
 from airflow_resource.stack import installer
 from airflow_resource.backup import pgdump
 from airflow_resource.stack import system
@@ -111,13 +112,32 @@ def database_port(s: Settings, sec: Secrets, who: system.RunAs, running: bool) -
         yield port
 
 
+def _data_major(s: Settings, sec: Secrets, running: bool) -> str | None:
+    """The PostgreSQL major of the data: PG_VERSION when this process may read the data directory (the
+    CLI as root); else (the scheduled backup runs as the service user, and postgres/ is the data user's,
+    0700) the running server's own version. None: no data."""
+    try:
+        return (s.postgres_dir / "PG_VERSION").read_text().strip()
+    except FileNotFoundError:
+        return None
+    except PermissionError:
+        if not running:
+            raise
+    import psycopg2
+
+    with psycopg2.connect(datastores.superuser_dsn(s, sec)) as conn, conn.cursor() as cur:
+        cur.execute("SHOW server_version_num")
+        return str(int(cur.fetchone()[0]) // 10000)
+
+
 def create(s: Settings, sec: Secrets, who: system.RunAs, running: bool, passphrase: str | None,
            output: Path | None = None, kind: str = "manual") -> tuple[Path, dict[str, Any]]:
     """Write one archive; passphrase None leaves the secrets out. Returns its path and manifest."""
     if not s.embedded_postgres:
         raise CommandError("backups cover the embedded PostgreSQL only; this stack uses APACHE_AIRFLOW_POSTGRES_URL",
                            "back that server up with its own tools (pg_dump), and the DAG folder with yours")
-    if not (s.postgres_dir / "PG_VERSION").exists():
+    major = _data_major(s, sec, running)
+    if major is None:
         raise CommandError(f"no PostgreSQL data in {s.postgres_dir}: nothing to back up",
                            "run `./cli.sh manage start` first")
     created = time.time()
@@ -151,7 +171,7 @@ def create(s: Settings, sec: Secrets, who: system.RunAs, running: bool, passphra
             "created_unix": created,
             "resource_version": __version__,
             "airflow_version": installer.home_airflow_version(s),
-            "postgres_major": (s.postgres_dir / "PG_VERSION").read_text().strip(),
+            "postgres_major": major,
             "host": socket.gethostname(),
             "home": str(s.home),
             "stack_running": running,
