@@ -14,6 +14,7 @@ import json
 import os
 import pwd
 import shutil
+import subprocess
 import tarfile
 import time
 from pathlib import Path
@@ -39,14 +40,11 @@ VARIABLE = {"key": "backup_test_var", "value": "variable-value-9c2d", "descripti
 
 @pytest.fixture(scope="module")
 def passfile():
-    """The passphrase in a file the service user can read (the schedule reads it as that user)."""
+    """The passphrase in a file only its owner reads: the root CLI reads it at start for the schedule."""
     folder = make_home("af-bk-pass-")
     path = folder / "passphrase"
     path.write_text(PASSPHRASE + "\n")
     path.chmod(0o600)
-    if os.geteuid() == 0:
-        user = pwd.getpwnam("airflow")
-        os.chown(path, user.pw_uid, user.pw_gid)
     yield path
     shutil.rmtree(folder, ignore_errors=True)
 
@@ -141,6 +139,12 @@ def test_schedule_takes_a_backup_at_start_and_status_reports_it(source):
     m = manifest_of(found[0])
     assert m["kind"] == "scheduled" and m["contents"]["secrets"] == "encrypted"
     assert found[0].stat().st_mode & 0o777 == 0o600
+    if os.geteuid() == 0:  # the schedule runs as root: no task reads a dump of the metadata database
+        assert found[0].stat().st_uid == 0 and source.home.joinpath("backups").stat().st_mode & 0o777 == 0o700
+        svc = pwd.getpwnam("airflow")
+        probe = subprocess.run(["setpriv", f"--reuid={svc.pw_uid}", f"--regid={svc.pw_gid}", "--init-groups",
+                                "ls", str(found[0])], capture_output=True, text=True)
+        assert probe.returncode != 0 and "Permission denied" in probe.stderr
 
     def reported():
         backup = next(c for c in source.status()["components"] if c["name"] == "backup")

@@ -74,7 +74,7 @@ def root_written_names(s: settings.Settings) -> set[str]:
               "effective.json", ".installed.json", "secrets.env", ".redis.conf.tmp", ".secrets.env.tmp",
               ".effective.json.tmp", "planted_links_probe.py"}
     # what the service user's own components write in their own folders is theirs to break
-    return names - {"housekeeper.heartbeat", "backup-schedule.json"}
+    return names - {"housekeeper.heartbeat"}
 
 
 def service_writable_dirs(home: Path, svc: pwd.struct_passwd) -> list[Path]:

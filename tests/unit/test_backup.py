@@ -240,6 +240,7 @@ def test_schedule_component_only_when_an_interval_is_set(make_settings, sec):
     s = make_settings(backup_interval_minutes="60")
     comp = components.by_name(components.build(s, sec))["backup"]
     assert comp.priority == components.EDGE and not comp.airflow
+    assert comp.run_as == "root"  # its archives hold the metadata database: out of the service user's reach
     env = dict(comp.env)
     # the running stack's settings travel in its env file: the effective settings file is root's
     assert settings.from_json(json.loads(env.pop(settings.SETTINGS_ENV))) == s

@@ -37,13 +37,13 @@ def test_every_path_root_writes_is_roots_and_not_writable_by_the_service_user(ma
                 "backups"):
         assert rows[rel].owner == home_layout.ROOT, rel
         assert rows[rel].mode is None or not rows[rel].mode & 0o002, rel
-    assert rows["backups"].mode & stat.S_ISVTX  # the service group writes there, but cannot rename root's
+    assert rows["backups"].group == home_layout.ROOT and rows["backups"].mode == 0o700  # the metadata dumps
     for rel in ("state", "logs/tasks", "logs/dag_processor", "data", "alerts"):
         assert rows[rel].owner == home_layout.SERVICE, rel
     assert rows["postgres"].owner == rows["redis"].owner == home_layout.DATA
     assert rows["postgres"].mode == rows["redis"].mode == 0o700
     assert rows[""].mode == 0o750 and rows["logs/supervisord.log"].mode == 0o640
-    assert settings.Settings.backup_status_file.fget(s).parent == s.state_dir  # moved out of run/
+    assert settings.Settings.backup_status_file.fget(s).parent == s.run_dir  # the schedule runs as root
 
 
 def test_a_dags_folder_outside_the_home_is_not_in_the_table(make_settings, tmp_path):
@@ -59,7 +59,7 @@ def test_apply_creates_the_layout_and_drift_is_empty(make_settings, who):
     assert mode(s.home) == 0o750 and os.stat(s.home).st_gid == NOBODY.gid
     assert os.stat(s.state_dir).st_uid == NOBODY.uid and os.stat(s.run_dir).st_uid == 0
     assert (s.airflow_home / "airflow.cfg").read_text().startswith("#")
-    assert mode(s.backups_dir) == 0o1770
+    assert mode(s.backups_dir) == 0o700 and os.stat(s.backups_dir).st_uid == 0
 
 
 def test_drift_names_each_changed_path(make_settings, who):

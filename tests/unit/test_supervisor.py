@@ -298,9 +298,12 @@ def test_one_program_per_component(s, comps):
 USERS = {"service": "airflow", "data": "airflow-data"}
 
 
-def test_no_user_line_and_the_launcher_drops_to_each_components_user(s, comps):
+def test_no_user_line_and_the_launcher_drops_to_each_components_user(make_settings, sec):
     """supervisord starts every launcher as root (no user=): the launcher drops to --user itself, after it
-    read the root-only env file; PostgreSQL and Redis to the data user, the rest to the service user."""
+    read the root-only env file; PostgreSQL and Redis to the data user, the backup schedule nowhere (root,
+    like `backup create`), the rest to the service user."""
+    s = make_settings(workers=2, backup_interval_minutes="60")
+    comps = build(s, sec)
     without = supervisor.render(s, comps, None)
     assert not any(line.startswith("user=") for line in without.splitlines())
     assert "--user" not in without
@@ -310,10 +313,11 @@ def test_no_user_line_and_the_launcher_drops_to_each_components_user(s, comps):
     for c in comps:
         [command] = [ln for ln in progs[c.name] if ln.startswith("command=")]
         argv = shlex.split(command.removeprefix("command="))
-        assert argv[2:4] == ["--user", USERS[c.run_as]], c.name
+        assert argv[2:4] == (["--user", USERS[c.run_as]] if c.run_as in USERS else ["--", c.argv[0]]), c.name
         assert f"umask={supervisor.UMASK:03o}" in progs[c.name]
     assert {c.run_as for c in comps if c.name in ("postgres", "redis")} == {"data"}
-    assert {c.run_as for c in comps if c.name not in ("postgres", "redis")} == {"service"}
+    assert {c.run_as for c in comps if c.name == "backup"} == {"root"} and "root" not in USERS
+    assert {c.run_as for c in comps if c.name not in ("postgres", "redis", "backup")} == {"service"}
     assert "umask=027" in with_users.split("[program:")[0]  # supervisord's own log: 0640
 
 

@@ -169,7 +169,7 @@ class FakeWorld:
         monkeypatch.setattr(upgrade.handle, "is_running", lambda s: w.running)
         monkeypatch.setattr(upgrade.handle, "stack_processes", lambda s: [])
         monkeypatch.setattr(upgrade.backup, "create", create)
-        monkeypatch.setattr(upgrade.backup, "make_folder", lambda s, who: None)
+        monkeypatch.setattr(upgrade.backup, "make_folder", lambda s: None)
         monkeypatch.setattr(upgrade.system, "run_as", lambda name: None)
         monkeypatch.setattr(upgrade, "verify_venv", verify)
         monkeypatch.setattr(upgrade.installer, "ensure_venv",

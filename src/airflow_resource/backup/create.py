@@ -24,7 +24,6 @@ from airflow_resource import __version__
 from airflow_resource import safe_files
 from airflow_resource.backup import archive
 from airflow_resource.backup import auth
-from airflow_resource.stack import datastores
 from airflow_resource.stack import installer
 from airflow_resource.backup import pgdump
 from airflow_resource.stack import system
@@ -112,22 +111,12 @@ def database_port(s: Settings, sec: Secrets, who: system.RunAs, running: bool) -
         yield port
 
 
-def _data_major(s: Settings, sec: Secrets, running: bool) -> str | None:
-    """The PostgreSQL major of the data: PG_VERSION when this process may read the data directory (the
-    CLI as root); else (the scheduled backup runs as the service user, and postgres/ is the data user's,
-    0700) the running server's own version. None: no data."""
+def _data_major(s: Settings) -> str | None:
+    """The PostgreSQL major of the data (PG_VERSION); None: no data."""
     try:
         return (s.postgres_dir / "PG_VERSION").read_text().strip()
     except FileNotFoundError:
         return None
-    except PermissionError:
-        if not running:
-            raise
-    import psycopg2
-
-    with psycopg2.connect(datastores.superuser_dsn(s, sec)) as conn, conn.cursor() as cur:
-        cur.execute("SHOW server_version_num")
-        return str(int(cur.fetchone()[0]) // 10000)
 
 
 def create(s: Settings, sec: Secrets, who: system.RunAs, running: bool, passphrase: str | None,
@@ -136,7 +125,7 @@ def create(s: Settings, sec: Secrets, who: system.RunAs, running: bool, passphra
     if not s.embedded_postgres:
         raise CommandError("backups cover the embedded PostgreSQL only; this stack uses APACHE_AIRFLOW_POSTGRES_URL",
                            "back that server up with its own tools (pg_dump), and the DAG folder with yours")
-    major = _data_major(s, sec, running)
+    major = _data_major(s)
     if major is None:
         raise CommandError(f"no PostgreSQL data in {s.postgres_dir}: nothing to back up",
                            "run `./cli.sh manage start` first")
@@ -210,7 +199,6 @@ def human_size(n: float) -> str:
     return f"{n} B"
 
 
-def make_folder(s: Settings, who: system.RunAs) -> None:
-    """<home>/backups: root's, sticky and writable by the service group (home_layout's table): the schedule
-    writes and prunes its own archives there, and cannot rename or replace root's."""
-    safe_files.ensure_dir(s.backups_dir, 0o1770, os.geteuid(), who.gid if system.is_root() else -1)
+def make_folder(s: Settings) -> None:
+    """<home>/backups: root's alone (home_layout's table); the schedule runs as root too."""
+    safe_files.ensure_dir(s.backups_dir, 0o700, os.geteuid(), os.getegid())

@@ -124,7 +124,7 @@ def _backup(s: Settings, kind: str) -> tuple[Path, float]:
     sec = secrets.load(s.secrets_file)
     assert sec is not None  # _require_installed
     who = system.run_as(s.service_user)
-    backup.make_folder(s, who)
+    backup.make_folder(s)
     t = time.monotonic()
     printer.step(f"taking the {kind} backup (PostgreSQL started alone, on a private port)")
     dest, _manifest = backup.create(s, sec, who, False, None, kind=kind)

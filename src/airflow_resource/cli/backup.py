@@ -33,7 +33,7 @@ def cmd_create(args: argparse.Namespace) -> int:
                                "backup_passphrase_file, or leave the secrets out with --no-secrets")
     who = system.run_as(s.service_user)
     if not args.output:
-        backup.make_folder(s, who)
+        backup.make_folder(s)
     if not running:
         printer.step("the stack is stopped: starting its PostgreSQL alone, on a private port, for the dump")
     started = time.monotonic()

@@ -127,7 +127,7 @@ class Settings:
 
     @property
     def backup_status_file(self) -> Path:
-        return self.state_dir / "backup-schedule.json"
+        return self.run_dir / "backup-schedule.json"  # written by the schedule, which runs as root
 
     @property
     def secrets_file(self) -> Path:

@@ -3,9 +3,10 @@
 It is the stack's `./cli.sh backup` component (only when backup_interval_minutes > 0), so supervisord restarts
 it when it dies and it starts and stops with the stack. The next backup is due one interval after the
 newest scheduled archive in <home>/backups, so a restart neither skips one nor takes one twice. Its
-state goes to state/backup-schedule.json, which `./cli.sh status` reads as the component's health. It
-runs as the service user: the running stack's settings reach it in its environment (the effective
-settings file is root's).
+state goes to run/backup-schedule.json, which `./cli.sh status` reads as the component's health. It
+runs as root, like `backup create` (the launcher does not drop): its archives hold the metadata
+database and every secret, so they and <home>/backups are root's alone, out of every task's reach. The
+running stack's settings reach it in its environment.
 
     python -m airflow_resource.daemons.backup_schedule --home HOME
 """
@@ -22,6 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from airflow_resource import safe_files
 from airflow_resource.backup import archive
 from airflow_resource.backup import create as backup
 from airflow_resource.config import secrets
@@ -45,9 +47,7 @@ def _iso(t: float) -> str:
 
 
 def write_report(path: Path, report: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(report, indent=1) + "\n")
-    os.replace(tmp, path)
+    safe_files.write_file(path, json.dumps(report, indent=1) + "\n", 0o640)
 
 
 def run_once(s: Settings, sec: secrets.Secrets) -> dict[str, Any]:

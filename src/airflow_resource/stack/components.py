@@ -47,7 +47,9 @@ class Component:
     stop_signal: str = "TERM"
     stop_timeout: int = SERVER_STOP_TIMEOUT_S
     airflow: bool = True  # gets the shared Airflow environment
-    run_as: str = "service"  # whom the launcher drops to under root: "service", or "data" (PostgreSQL, Redis)
+    # Whom the launcher drops to under root: "service", "data" (PostgreSQL, Redis), or "root" (no drop: the
+    # backup schedule, whose archives hold the metadata database and must be out of tasks' reach).
+    run_as: str = "service"
     # The secret parts of the Airflow environment it gets (airflow_config.SECRET_KEYS): only what it needs.
     secrets: frozenset[str] = frozenset()
 
@@ -119,10 +121,11 @@ def build(s: Settings, sec: Secrets, pg_bindir: str = "", redis_server: str = ""
             secrets=WORKER_SECRETS,
         ))
     if s.backup_interval_minutes:
-        # Scheduled backups (backup_schedule.py): it archives the whole secrets.env, so it gets every secret.
+        # Scheduled backups (backup_schedule.py): it archives the whole secrets.env, so it gets every secret,
+        # and runs as root like `backup create`: its archives (the metadata database) stay root's.
         comps.append(Component(
             "backup", (str(s.venv / "bin" / "python"), "-m", "airflow_resource.daemons.backup_schedule", "--home", str(s.home)),
-            Probe("backup_schedule", str(s.backup_status_file)), EDGE, airflow=False,
+            Probe("backup_schedule", str(s.backup_status_file)), EDGE, airflow=False, run_as="root",
             env={**sec.as_env(), SETTINGS_ENV: json.dumps(s.to_json()),  # the effective file is root's
                  **backup_passphrase_env(s)},
         ))

@@ -71,10 +71,9 @@ def table(s: Settings) -> list[Entry]:
         Entry(f"airflow/{AIRFLOW_CFG}", "file", ROOT, SERVICE, 0o640, True, "empty: options are in the environment"),
         Entry("data", "dir", SERVICE, SERVICE, 0o750, True, "pipelines' own files"),
         Entry("alerts", "dir", SERVICE, SERVICE, 0o750, True, "the alert spool"),
-        Entry("state", "dir", SERVICE, SERVICE, 0o750, True, "heartbeats, the backup schedule's status, HOME"),
+        Entry("state", "dir", SERVICE, SERVICE, 0o750, True, "heartbeats, the components' HOME"),
         Entry("dags-test", "dir", SERVICE, SERVICE, None, False, "`dags test`'s throw-away database"),
-        Entry("backups", "dir", ROOT, SERVICE, 0o1770, True,
-              "archives: sticky, so the backup schedule (service user) cannot rename or replace root's"),
+        Entry("backups", "dir", ROOT, ROOT, 0o700, True, "archives (the metadata database): root's alone"),
     ]
     if s.embedded_postgres:
         rows.append(Entry("postgres", "dir", DATA, SERVICE, 0o700, True, "PostgreSQL's cluster"))

@@ -194,7 +194,7 @@ def _celery(p: Probe, ctx: ProbeContext) -> tuple[bool, str]:
 
 
 def _backup_schedule(p: Probe, _: ProbeContext) -> tuple[bool, str]:
-    """The scheduled backup's own report (state/backup-schedule.json): healthy unless the last try failed. The
+    """The scheduled backup's own report (run/backup-schedule.json): healthy unless the last try failed. The
     service user writes it: read as a plain, small file (a FIFO there must not hang a root `status`)."""
     from airflow_resource import safe_files
 
