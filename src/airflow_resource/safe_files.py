@@ -186,32 +186,44 @@ def set_owner(path: Path | str, uid: int = -1, gid: int = -1, mode: int | None =
         os.close(fd)
 
 
-def chown_tree(path: Path | str, uid: int, gid: int, mode: int | None = None) -> None:
+def chown_tree(path: Path | str, uid: int, gid: int, mode: int | None = None,
+               below: tuple[int, int] | None = None) -> None:
     """chown -R that cannot be turned on a file outside the tree: the top first (so whoever owned it can no
     longer change what is below), then every entry through its directory fd, symlinks as links (never
-    their targets); a hard-linked file (st_nlink > 1) is refused, since its other name may be anywhere."""
+    their targets); a hard-linked file (st_nlink > 1) is refused, since its other name may be anywhere.
+    mode: the top's; below: (folders' mode, regular files' mode) for everything under it, or left alone."""
     set_owner(path, uid, gid, mode)
     fd = open_dir(path)
     try:
-        _chown_below(fd, Path(path), uid, gid)
+        _chown_below(fd, Path(path), uid, gid, below)
     finally:
         os.close(fd)
 
 
-def _chown_below(dfd: int, where: Path, uid: int, gid: int) -> None:
+def _chown_below(dfd: int, where: Path, uid: int, gid: int, below: tuple[int, int] | None) -> None:
     for entry in os.scandir(dfd):
         st = os.lstat(entry.name, dir_fd=dfd)
         if stat.S_ISDIR(st.st_mode):
             sub = os.open(entry.name, _DIR | os.O_NOFOLLOW, dir_fd=dfd)
             try:
-                os.fchown(sub, uid, gid)
-                _chown_below(sub, where / entry.name, uid, gid)
+                _fix(sub, st, below[0] if below else None, uid, gid)
+                _chown_below(sub, where / entry.name, uid, gid, below)
             finally:
                 os.close(sub)
             continue
-        if not stat.S_ISLNK(st.st_mode) and st.st_nlink > 1:
+        if stat.S_ISLNK(st.st_mode):
+            os.chown(entry.name, uid, gid, dir_fd=dfd, follow_symlinks=False)
+            continue
+        if st.st_nlink > 1:
             raise refuse(where / entry.name, f"a hard link ({st.st_nlink} names for one file)")
-        os.chown(entry.name, uid, gid, dir_fd=dfd, follow_symlinks=False)
+        if not stat.S_ISREG(st.st_mode) or not below:
+            os.chown(entry.name, uid, gid, dir_fd=dfd, follow_symlinks=False)
+            continue
+        fd = os.open(entry.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dfd)
+        try:
+            _fix(fd, os.fstat(fd), below[1], uid, gid)
+        finally:
+            os.close(fd)
 
 
 def read_file(path: Path | str, max_bytes: int) -> bytes:

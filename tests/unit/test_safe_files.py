@@ -154,6 +154,23 @@ def test_chown_tree_changes_links_not_their_targets_and_refuses_hard_links(tmp_p
     assert fingerprint(victim) == before
 
 
+@needs_root
+def test_chown_tree_below_sets_folder_and_file_modes_but_not_through_links(tmp_path, victim):
+    before = fingerprint(victim)
+    tree = tmp_path / "dags"
+    (tree / "sub").mkdir(parents=True, mode=0o700)
+    (tree / "a.py").write_text("x")
+    (tree / "a.py").chmod(0o600)
+    (tree / "sub" / "b.py").write_text("y")
+    (tree / "sub" / "b.py").chmod(0o600)
+    plant_symlink(victim, tree / "link")
+    safe_files.chown_tree(tree, 0, OTHER, 0o750, below=(0o750, 0o640))
+    assert [stat.S_IMODE(p.stat().st_mode) for p in (tree, tree / "sub", tree / "a.py", tree / "sub" / "b.py")] == \
+        [0o750, 0o750, 0o640, 0o640]
+    assert (tree / "sub" / "b.py").stat().st_gid == OTHER
+    assert fingerprint(victim) == before
+
+
 def test_remove_unlinks_the_name_only(tmp_path, victim):
     plant_symlink(victim, tmp_path / "plugin.py")
     safe_files.remove(tmp_path / "plugin.py")

@@ -81,10 +81,11 @@ def _secrets(s: Settings, manifest: dict[str, Any], extracted: Path, passphrase:
 
 def _chown_tree(root: Path, who: system.RunAs) -> None:
     """The restored dags and plugins folders: root's, readable by the service group (home_layout's table),
-    chowned through directory fds (no link in the archive's tree is followed)."""
+    chowned through directory fds (no link in the archive's tree is followed). Extraction wrote every file
+    0600: folders become 0750 and files 0640, or the dag-processor could not read one."""
     if not system.is_root():
         return
-    safe_files.chown_tree(root, os.geteuid(), who.gid, 0o750)
+    safe_files.chown_tree(root, os.geteuid(), who.gid, 0o750, below=(0o750, 0o640))
 
 
 def _beside(target: Path, tag: str) -> Path:
