@@ -360,6 +360,9 @@ def test_round_trip_into_a_fresh_home_on_other_ports(source, state, passfile):
         print(f"first start of the restored home: {time.monotonic() - started:.1f} s")
         after = api_view(restored)
         before = state["before"]
+        # resource_postgres is the stack's own connection: the start points it at this home's PostgreSQL.
+        assert after["connections"].pop("resource_postgres")["port"] == int(env["APACHE_AIRFLOW_POSTGRES_PORT"])
+        before = {**before, "connections": {k: v for k, v in before["connections"].items() if k != "resource_postgres"}}
         for part in ("dags", "runs", "connections", "variables", "users"):
             assert after[part] == before[part], part
         # The restored secrets decrypt what the source's Fernet key encrypted, and the stack runs new work.
