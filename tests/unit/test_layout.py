@@ -77,7 +77,8 @@ RULES: dict[str, Rule] = {
     "logs": Rule("in the CLI, as root or the operator", own=ANY, third_party=True),
     "backup": Rule("in the CLI and the backup daemon", own=ANY, third_party=True),
     "bench": Rule("in the CLI (`bench`)", own=ANY, third_party=True),
-    "daemons": Rule("in our supervised daemons, as the service user", own=ANY, third_party=True),
+    "daemons": Rule("in our supervised daemons, as the service user (the backup schedule as root)", own=ANY,
+                    third_party=True),
     "in_airflow": IN_AIRFLOW,
     # Copied to the home or piped to the venv's Python as source: the package is not importable there.
     "standalone": Rule("as source copied or piped to the venv's Python", own=(), airflow=True),
