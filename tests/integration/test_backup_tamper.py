@@ -11,17 +11,16 @@ auth.sign with the passphrase for the archive a passphrase holder made).
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import shutil
 import stat
-import tarfile
 from pathlib import Path
 
 import pytest
 
 from airflow_resource.backup import archive, auth
+from tests.archives import rebuild
 from tests.conftest import make_home, processes_of, start_stack, stop_and_remove
 
 pytestmark = pytest.mark.integration
@@ -66,24 +65,6 @@ def snapshot(home: Path) -> dict[str, tuple]:
     st = home.lstat()
     found["."] = (stat.S_IFMT(st.st_mode), st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode), None)
     return found
-
-
-def rebuild(src: Path, dst: Path, manifest_edit=None, members: dict[str, bytes] | None = None,
-            header_sizes: dict[str, int] | None = None) -> Path:
-    """A copy of src with members' bytes replaced, the manifest edited (json, as a forger would), and tar
-    headers claiming other sizes; everything else byte for byte."""
-    members, header_sizes = members or {}, header_sizes or {}
-    with tarfile.open(src, "r:gz") as tin, tarfile.open(dst, "w:gz") as tout:
-        for info in tin.getmembers():
-            data = tin.extractfile(info).read()
-            if info.name == archive.MANIFEST and manifest_edit:
-                m = json.loads(data)
-                manifest_edit(m)
-                data = json.dumps(m, indent=2).encode()
-            data = members.get(info.name, data)
-            info.size = header_sizes.get(info.name, len(data))
-            tout.addfile(info, io.BytesIO(data))
-    return dst
 
 
 def listed_as(name: str, data: bytes):

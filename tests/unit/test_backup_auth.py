@@ -5,6 +5,7 @@ tampered archive before it touches the home (pg_dump faked, no PostgreSQL starte
 from __future__ import annotations
 
 import copy
+import hashlib
 import io
 import json
 import tarfile
@@ -17,6 +18,7 @@ from airflow_resource.backup import create as backup
 from airflow_resource.backup import restore
 from airflow_resource.config import secrets
 from airflow_resource.errors import CommandError
+from tests.archives import rebuild
 
 pytestmark = pytest.mark.unit
 
@@ -255,21 +257,6 @@ def listing(root: Path) -> dict[str, tuple]:
             for p in sorted(root.rglob("*")) if p.name != "pf"}
 
 
-def rewritten(src: Path, dst: Path, manifest_edit=None, member=None) -> Path:
-    with tarfile.open(src, "r:gz") as tin, tarfile.open(dst, "w:gz") as tout:
-        for info in tin.getmembers():
-            data = tin.extractfile(info).read()
-            if info.name == "manifest.json" and manifest_edit:
-                m = json.loads(data)
-                manifest_edit(m)
-                data = json.dumps(m).encode()
-            elif member and info.name == member[0]:
-                data = member[1]
-            info.size = len(data)
-            tout.addfile(info, io.BytesIO(data))
-    return dst
-
-
 def test_restore_refuses_tampered_archives_and_leaves_the_home_as_it_was(made, tmp_path, monkeypatch):
     s, dest, m = made
     pf = tmp_path / "pf"
@@ -278,16 +265,16 @@ def test_restore_refuses_tampered_archives_and_leaves_the_home_as_it_was(made, t
 
     def fix_toml_entry(m):  # the manifest rewritten to match the new resource.toml: only the tag notices
         entry = next(e for e in m["files"] if e["path"] == "config/resource.toml")
-        entry.update(size=len(evil_toml), sha256=__import__("hashlib").sha256(evil_toml).hexdigest())
+        entry.update(size=len(evil_toml), sha256=hashlib.sha256(evil_toml).hexdigest())
 
     cases = {
-        "manifest edited": (rewritten(dest, tmp_path / "m.tar.gz", manifest_edit=fix_toml_entry,
-                                      member=("config/resource.toml", evil_toml)), "altered after it was made"),
-        "member swapped": (rewritten(dest, tmp_path / "s.tar.gz", member=("dags/etl.py", b"# evi\n")),
+        "manifest edited": (rebuild(dest, tmp_path / "m.tar.gz", manifest_edit=fix_toml_entry,
+                                    members={"config/resource.toml": evil_toml}), "altered after it was made"),
+        "member swapped": (rebuild(dest, tmp_path / "s.tar.gz", members={"dags/etl.py": b"# evi\n"}),
                            "checksum mismatch in dags/etl.py"),
-        "member longer": (rewritten(dest, tmp_path / "l.tar.gz", member=("dags/etl.py", b"# evil\n")),
+        "member longer": (rebuild(dest, tmp_path / "l.tar.gz", members={"dags/etl.py": b"# evil\n"}),
                           "member dags/etl.py is 7 bytes; its manifest declares 6"),
-        "tag stripped": (rewritten(dest, tmp_path / "t.tar.gz", manifest_edit=lambda m: m.pop("auth")),
+        "tag stripped": (rebuild(dest, tmp_path / "t.tar.gz", manifest_edit=lambda m: m.pop("auth")),
                          "cannot be authenticated"),
     }
     before = listing(s.home)
