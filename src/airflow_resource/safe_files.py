@@ -35,7 +35,7 @@ def _kind(mode: int) -> str:
 
 def refuse(path: Path | str, what: str) -> CommandError:
     return CommandError(
-        f"{path} is {what}: the resource does not write, chown or chmod through it",
+        f"{path} is {what}: the resource does not read, write, chown or chmod through it",
         f"someone other than root put it there (a task running as the service user can); inspect it, remove it "
         f"(rm {path}) and run the command again")
 
@@ -226,8 +226,9 @@ def _chown_below(dfd: int, where: Path, uid: int, gid: int, below: tuple[int, in
             os.close(fd)
 
 
-def read_file(path: Path | str, max_bytes: int) -> bytes:
-    """A small file root reads from a directory another user may write: a plain file, at most max_bytes."""
+def open_plain(path: Path | str) -> int:
+    """A file root reads from a directory another user may write, opened without following a link and
+    without blocking: a symlink, a FIFO (whose read would hang) or a device is refused. A blocking fd."""
     path = Path(path)
     dfd = open_dir(path.parent)
     try:
@@ -243,6 +244,18 @@ def read_file(path: Path | str, max_bytes: int) -> bytes:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise refuse(path, _kind(st.st_mode))
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_file(path: Path | str, max_bytes: int) -> bytes:
+    """A small file root reads from a directory another user may write: a plain file, at most max_bytes."""
+    fd = open_plain(path)
+    try:
+        st = os.fstat(fd)
         data = os.read(fd, max_bytes + 1)
         if st.st_size > max_bytes or len(data) > max_bytes:
             raise CommandError(f"{path} is larger than the {max_bytes} bytes it may have",

@@ -179,3 +179,23 @@ def test_no_match_names_the_pattern_with_its_brackets(make_settings, capsys):
     s.task_logs_dir.mkdir(parents=True)
     assert logs.search(s, "[abc]x+") == 2
     assert "no match for '[abc]x+' in 0 log file(s)" in capsys.readouterr().err
+
+
+def test_a_planted_fifo_or_link_is_refused_without_blocking_and_skipped_by_search(tmp_path):
+    """logs/tasks is the service user's: a task can plant a FIFO (a plain read as root would hang) or a link."""
+    import os
+
+    write(tmp_path, "d", "r", "good", 1, [_rec("needle here")])
+    fifo = tmp_path / tasklogs.relative_path("d", "r", "fifo", 1)
+    fifo.parent.mkdir(parents=True)
+    os.mkfifo(fifo)
+    link = tmp_path / tasklogs.relative_path("d", "r", "link", 1)
+    link.parent.mkdir(parents=True)
+    secret = tmp_path / "secret"
+    secret.write_text(_rec("needle secret") + "\n")
+    link.symlink_to(secret)
+    for planted, what in ((fifo, "a FIFO"), (link, "a symlink")):
+        with pytest.raises(CommandError, match=what):
+            tasklogs.read_log(planted)
+    matches, searched, _cut = tasklogs.search(tasklogs.find(tmp_path), re.compile("needle"))
+    assert [m.task_id for m in matches] == ["good"] and searched >= 2

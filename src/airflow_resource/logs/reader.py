@@ -280,7 +280,7 @@ def task_log(s: Settings, dag: str, run: str, task: str, try_number: int | None,
         path = root / tasklogs.relative_path(dag, run, task, chosen, map_index)
         if not path.exists():
             raise AlreadySo(f"no try {chosen} of {dag} / {run} / {task} on disk", f"tries on disk: {tries}")
-        _print_lines(path.read_text(errors="replace"))
+        _print_lines(tasklogs.read_log(path))
         return 0
     api = AirflowAPI.for_stack(s)
     ti = _task_instance(api, dag, run, task, map_index)
@@ -292,10 +292,10 @@ def task_log(s: Settings, dag: str, run: str, task: str, try_number: int | None,
     if not follow:
         path = root / tasklogs.relative_path(dag, run, task, chosen, map_index)
         if path.exists():
-            _print_lines(path.read_text(errors="replace"))
+            _print_lines(tasklogs.read_log(path))
             for part in sorted(path.parent.glob(path.name + ".trigger.*.log")):
                 printer.info("[bold]--- the part that ran in the triggerer ({}) ---[/]", part.name)
-                _print_lines(part.read_text(errors="replace"))
+                _print_lines(tasklogs.read_log(part))
         else:  # a worker on another machine, or removed by retention: ask the api-server
             from airflow_resource.dags import runs
 
@@ -314,7 +314,7 @@ def _follow_task(s: Settings, api: Any, dag: str, run: str, task: str, map_index
         while True:
             ti = _task_instance(api, dag, run, task, map_index)
             if path.exists():
-                with path.open("r", encoding="utf-8", errors="replace") as f:
+                with tasklogs.open_log(path) as f:
                     f.seek(pos)
                     chunk = f.read()
                     pos = f.tell()

@@ -6,7 +6,7 @@ its default `log_filename_template`:
 with `.trigger.<job>.log` beside it for the part a deferred task ran in the triggerer. Each line is a JSON
 object (structlog): `timestamp`, `level`, `event`, and for exceptions `error_detail` (type, value, frames);
 a line that is not JSON is kept as plain text, as Airflow's own reader does (file_task_handler.py).
-Stdlib (+ msgspec when present) only: the housekeeper and the alert listener import it too.
+Stdlib (+ msgspec when present) and the shared base only: the housekeeper imports it too.
 """
 
 from __future__ import annotations
@@ -17,9 +17,12 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import IO, Any, Iterable, Iterator
 
 import json
+
+from airflow_resource import safe_files
+from airflow_resource.errors import CommandError
 
 try:  # shipped with Airflow 3 (the task SDK uses it); 3-5x faster than json on log lines
     import msgspec
@@ -50,6 +53,17 @@ class TaskLogFile:
     def label(self) -> str:
         task = self.task_id + (f"[{self.map_index}]" if self.map_index >= 0 else "")
         return f"{self.dag_id} / {self.run_id} / {task} / try {self.try_number}" + (" (triggerer)" if self.trigger else "")
+
+
+def open_log(path: Path) -> IO[str]:
+    """A task log opened for reading as root: logs/tasks is the service user's, so a task could plant a
+    FIFO there (a plain read would hang on it) or a link; safe_files refuses both (CommandError)."""
+    return os.fdopen(safe_files.open_plain(path), encoding="utf-8", errors="replace")
+
+
+def read_log(path: Path) -> str:
+    with open_log(path) as f:
+        return f.read()
 
 
 def relative_path(dag_id: str, run_id: str, task_id: str, try_number: int, map_index: int = -1) -> str:
@@ -245,9 +259,9 @@ def search_file(f: TaskLogFile, rx: re.Pattern[str], since_iso: str | None = Non
     """Every rendered line of one log file that the pattern finds; lines older than since_iso are skipped.
     piece: required_piece(rx), checked on the raw text first."""
     try:
-        with open(f.path, encoding="utf-8", errors="replace") as fh:
+        with open_log(f.path) as fh:
             text = fh.read()
-    except OSError:
+    except (OSError, CommandError):  # gone, or planted: not a log
         return []
     if piece is not None and not piece.search(text):
         return []
