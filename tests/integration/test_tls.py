@@ -28,7 +28,8 @@ DAG_RUN_TIMEOUT_S = 300
 
 @pytest.fixture(scope="module")
 def stack():
-    st = start_stack("af-tls-", extra_env={"APACHE_AIRFLOW_TLS": "on"})
+    # One-minute tokens: the UI must outlive its token on its session (scaled down from the 1 h default).
+    st = start_stack("af-tls-", extra_env={"APACHE_AIRFLOW_TLS": "on", "APACHE_AIRFLOW_API_TOKEN_MINUTES": "1"})
     yield st
     stop_and_remove(st)
 
@@ -48,16 +49,41 @@ def admin(stack) -> dict:
     return stack.credentials()["api"]["auth"]
 
 
+class _Rest(requests.Session):
+    """A REST session over https that verifies against the stack's CA (and nothing else), logging in again
+    when its one-minute token expired."""
+
+    def __init__(self, base: str, ca: str, admin: dict):
+        super().__init__()
+        self.trust_env = False  # a REQUESTS_CA_BUNDLE of the caller's would win over self.verify
+        self.verify = ca
+        self.base, self.admin = base, admin
+        self.login()
+
+    def login(self) -> str:
+        r = super().request("POST", f"{self.base}/auth/token", json=self.admin, timeout=30)
+        assert r.status_code in (200, 201), r.text
+        self.headers["Authorization"] = f"Bearer {r.json()['access_token']}"
+        return r.json()["access_token"]
+
+    def request(self, method, url, *args, **kw):
+        r = super().request(method, url, *args, **kw)
+        if r.status_code == 401:
+            self.login()
+            r = super().request(method, url, *args, **kw)
+        return r
+
+
 @pytest.fixture(scope="module")
 def rest(base, ca, admin):
-    """A REST session over https that verifies against the stack's CA (and nothing else)."""
-    session = requests.Session()
-    session.trust_env = False  # a REQUESTS_CA_BUNDLE of the caller's would win over session.verify
-    session.verify = ca
-    r = session.post(f"{base}/auth/token", json=admin, timeout=30)
-    assert r.status_code in (200, 201), r.text
-    session.headers["Authorization"] = f"Bearer {r.json()['access_token']}"
-    return session
+    return _Rest(base, ca, admin)
+
+
+def _claims(token: str) -> dict:
+    import base64
+
+    payload = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
 
 
 def test_api_host_guard_refuses_a_network_facing_api_without_tls_and_changes_nothing():
@@ -83,6 +109,11 @@ def test_rest_over_https_verified_with_the_stack_ca_and_refused_without_it(stack
         requests.get(f"{base}/api/v2/version", timeout=30)  # the public roots only
     with pytest.raises(urllib.error.URLError, match="CERTIFICATE_VERIFY_FAILED"):
         urllib.request.urlopen(f"{base}/api/v2/version", timeout=30, context=ssl.create_default_context())
+
+
+def test_rest_tokens_live_the_configured_lifetime(rest):
+    claims = _claims(rest.login())
+    assert claims["exp"] - claims["iat"] == 60, claims
 
 
 def test_status_and_credentials_report_https(stack, base, ca):
@@ -208,6 +239,15 @@ def test_chromium_logs_in_over_https_trusting_the_certificate_by_its_key(stack, 
         for c in cookies.values():
             assert c["secure"], c["name"]
         assert page.url.startswith("https://")
+        first = cookies["_token"]["value"]
+        assert _claims(first)["exp"] - _claims(first)["iat"] <= 60
+        # Past the token's minute the UI still works: it renews its token on its FAB session, no password.
+        page.wait_for_timeout(75_000)
+        page.goto(f"{base}/dags")
+        expect(page.get_by_role("link", name="example_etl", exact=True)).to_be_visible()
+        assert "/auth/login" not in page.url
+        renewed = {c["name"]: c for c in context.cookies()}["_token"]
+        assert renewed["value"] != first and renewed["secure"]
     finally:
         browser.close()
         pw.stop()
