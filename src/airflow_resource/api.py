@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
 import requests
 
 from airflow_resource.config import secrets as secrets_mod
+from airflow_resource.config import tls
 from airflow_resource.errors import CommandError
 from airflow_resource.config.settings import Settings
 
@@ -17,24 +19,30 @@ RETRY_PAUSE_S = 1.0
 
 
 class AirflowAPI:
-    def __init__(self, base_url: str, username: str, password: str, timeout: float = TIMEOUT_S):
+    def __init__(self, base_url: str, username: str, password: str, timeout: float = TIMEOUT_S,
+                 ca_file: str | None = None):
         self.base = base_url.rstrip("/")
         self.timeout = timeout
         self.session = requests.Session()
         self.session.trust_env = False  # loopback: never through the caller's proxy
+        # HTTPS: verified against the stack's CA (a daemon is told it in its environment), never unverified.
+        self.session.verify = ca_file or os.environ.get(tls.API_CA_ENV) or True
         self._auth = (username, password)
         self._token: str | None = None
 
     @classmethod
     def for_stack(cls, s: Settings) -> "AirflowAPI":
         sec = secrets_mod.require_installed(s)
-        return cls(s.api_base, s.admin_user, sec.admin_password)
+        ca = tls.ca_file(s)
+        return cls(s.api_base, s.admin_user, sec.admin_password, ca_file=str(ca) if ca else None)
 
     def token(self) -> str:
         if self._token is None:
             try:
                 r = self.session.post(f"{self.base}/auth/token", timeout=self.timeout,
                                       json={"username": self._auth[0], "password": self._auth[1]})
+            except requests.exceptions.SSLError as exc:
+                raise _tls_error(self.base, exc) from None
             except (requests.ConnectionError, requests.Timeout):
                 raise CommandError(f"the API at {self.base} does not answer",
                                    "is the stack running and healthy? `./cli.sh status --verbose`") from None
@@ -45,6 +53,17 @@ class AirflowAPI:
         return self._token
 
     def request(self, method: str, path: str, ok: tuple[int, ...] = (200, 201, 204), **kw: Any) -> requests.Response:
+        cached = self._token is not None
+        r = self._request(method, path, ok, dict(kw))
+        if r.status_code == 401 and cached and 401 not in ok:
+            # Tokens live api_token_minutes: a long-running client (a daemon, a long wait) logs in again.
+            self._token = None
+            r = self._request(method, path, ok, kw)
+        if r.status_code not in ok:
+            raise APIError(r.status_code, f"{method} {path}: HTTP {r.status_code}: {_detail(r)}")
+        return r
+
+    def _request(self, method: str, path: str, ok: tuple[int, ...], kw: dict[str, Any]) -> requests.Response:
         headers = {"Authorization": f"Bearer {self.token()}", **kw.pop("headers", {})}
         # A loaded machine can make the api-server slow to answer: reads are retried, writes are not
         # (a timed-out POST may have happened).
@@ -54,14 +73,14 @@ class AirflowAPI:
                 r = self.session.request(method, f"{self.base}/api/v2{path}", headers=headers,
                                          timeout=self.timeout, **kw)
                 break
+            except requests.exceptions.SSLError as exc:
+                raise _tls_error(self.base, exc) from None
             except (requests.ConnectionError, requests.Timeout) as exc:
                 if attempt == attempts:
                     what = "did not answer in time" if isinstance(exc, requests.Timeout) else "does not answer"
                     raise CommandError(f"the API at {self.base} {what} ({method} {path})",
                                        "is the stack running and healthy? `./cli.sh status --verbose`") from None
                 time.sleep(RETRY_PAUSE_S * attempt)
-        if r.status_code not in ok:
-            raise APIError(r.status_code, f"{method} {path}: HTTP {r.status_code}: {_detail(r)}")
         return r
 
     def get(self, path: str, **kw: Any) -> Any:
@@ -87,6 +106,11 @@ class AirflowAPI:
             items += batch
             if not batch or len(items) >= data.get("total_entries", 0):
                 return items
+
+
+def _tls_error(base: str, exc: Exception) -> CommandError:
+    return CommandError(f"the API at {base} failed the TLS check ({exc})",
+                        "the stack's CA is <home>/tls/ca.pem; a given certificate must name this host (docs/tls.md)")
 
 
 class APIError(CommandError):

@@ -48,7 +48,7 @@ def test_jwt_is_the_key_pair_never_the_shared_secret(make_settings, sec):
     env = airflow_config.airflow_env(s, sec)
     assert sec.jwt_secret not in env.values()
     assert sorted(k for k in env if "JW" in k) == [
-        "AIRFLOW__API_AUTH__JWT_ALGORITHM", "AIRFLOW__API_AUTH__JWT_KID", "AIRFLOW__API_AUTH__JWT_PRIVATE_KEY_PATH",
+        "AIRFLOW__API_AUTH__JWT_ALGORITHM", "AIRFLOW__API_AUTH__JWT_EXPIRATION_TIME", "AIRFLOW__API_AUTH__JWT_KID", "AIRFLOW__API_AUTH__JWT_PRIVATE_KEY_PATH",
         "AIRFLOW__API_AUTH__TRUSTED_JWKS_URL"]
     assert env["AIRFLOW__API_AUTH__JWT_PRIVATE_KEY_PATH"].startswith("-----BEGIN PRIVATE KEY-----")
     assert env["APACHE_AIRFLOW_MEMFD_VARS"] == "AIRFLOW__API_AUTH__JWT_PRIVATE_KEY_PATH"

@@ -175,7 +175,7 @@ def test_warm_up_reaches_every_api_server_worker_concurrently(make_settings, mon
     calls, inside, most = [], [0], [0]
     lock = threading.Lock()
 
-    def fake_get(url, timeout):
+    def fake_get(url, timeout, ca_file=None):
         with lock:
             calls.append(url)
             inside[0] += 1
@@ -199,7 +199,7 @@ def test_warm_up_failure_only_warns(make_settings, monkeypatch, capsys):
     from airflow_resource.stack import probes
     from airflow_resource.stack import oneoffs
 
-    def refused(url, timeout):
+    def refused(url, timeout, ca_file=None):
         raise ConnectionRefusedError(111, "refused")
 
     monkeypatch.setattr(probes, "http_get", refused)

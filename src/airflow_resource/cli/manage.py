@@ -57,12 +57,13 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_restart(args: argparse.Namespace) -> int:
-    from airflow_resource.config import secrets
+    from airflow_resource.config import secrets, tls
     from airflow_resource.stack import handle, shutdown, startup
 
     _check_options(args)
     s = settings(args, running=True)
     secrets.load(s.secrets_file)  # a damaged secrets file is refused before anything is stopped
+    tls.check(settings(args))  # so is an api-server the new settings would open to the network in clear
     if handle.is_running(s) or handle.stack_processes(s):
         shutdown.stop(s, _stop_timeout(args, s), force=args.force)
     st = startup.start(settings(args), timeout=args.timeout or DEFAULT_START_TIMEOUT_S, wait=not args.no_wait)

@@ -32,6 +32,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.format not in ("json", "yaml"):
         print_disk(report["disk"], args.verbose)
         print_drift(report.get("layout_drift"))
+        for warning in report.get("security_warnings", []):
+            printer.warn(warning)
     if not report["running"]:  # the report is the answer: printed, then exit 2 (errors.py)
         return EXIT_ALREADY
     return 0 if report["healthy"] else EXIT_ERROR

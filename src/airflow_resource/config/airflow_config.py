@@ -17,6 +17,7 @@ from airflow_resource.in_airflow import alerts
 from airflow_resource.errors import CommandError
 from airflow_resource.config.secrets import Secrets, placeholder
 from airflow_resource.config.settings import Settings
+from airflow_resource.config import tls
 from airflow_resource.config import venv as venv_contents
 
 AIRFLOW_DB = "airflow"        # metadata database
@@ -184,6 +185,7 @@ def shared_env(s: Settings, sec: Secrets) -> dict[str, str]:
         "AIRFLOW__METRICS__STATSD_PREFIX": STATSD_PREFIX,
         "APACHE_AIRFLOW_DATA_DIR": str(s.data_dir),
     }
+    env.update(tls.airflow_env(s))  # HTTPS, Secure cookies, token and session lifetimes (config/tls.py)
     if s.base_url:
         env["AIRFLOW__API__BASE_URL"] = s.base_url
     if s.alert_webhook_url:  # the listener plugin and the deadline callback spool alerts here

@@ -26,6 +26,8 @@ EFFECTIVE_FILE = "run/effective.json"  # settings of the stack that is running (
 # The running stack's settings for a daemon that needs them (the backup schedule): through its env file,
 # since the effective file is root's.
 SETTINGS_ENV = ENV_PREFIX + "RUNNING_SETTINGS"
+TLS_ON, TLS_OFF = ("on", "true", "yes", "1"), ("off", "false", "no", "0", "")
+INSECURE_ACK = "acknowledged"  # api_insecure: the one value that lets a non-loopback api_host go without TLS
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,13 @@ class Settings:
     log_retention_days: int
     stop_grace_seconds: int
     alert_webhook_url: str
+    # Added with TLS (docs/tls.md): defaults, so an effective file written before them still loads.
+    tls: str = "off"
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    api_insecure: str = ""
+    api_token_minutes: int = 60
+    ui_session_minutes: int = 720
     # Airflow options the user sets (AIRFLOW__SECTION__KEY -> value), from resource.toml's [airflow]
     # tables and AIRFLOW__* in the environment; airflow_config checks them against what the stack owns.
     airflow_options: dict[str, str] = field(default_factory=dict)
@@ -163,7 +172,11 @@ class Settings:
         host = self.api_local_host
         if ":" in host:
             host = f"[{host}]"  # IPv6 literal
-        return f"http://{host}:{self.api_port}"
+        return f"{'https' if self.tls_on else 'http'}://{host}:{self.api_port}"
+
+    @property
+    def tls_on(self) -> bool:
+        return self.tls.strip().lower() in TLS_ON
 
     @property
     def api_base(self) -> str:
@@ -285,6 +298,8 @@ def resolve(
             raise CommandError(
                 f"{name} {str(values[name])!r} contains {' '.join(repr(c) for c in bad)}, which supervisord's "
                 "config cannot carry", f"choose a path without them ({BY_NAME[name].env})")
+    _check_choice("tls", values["tls"].strip().lower(), TLS_ON + TLS_OFF, sources)
+    _check_choice("api_insecure", values["api_insecure"].strip().lower(), ("", INSECURE_ACK), sources)
     last_log_port = values["log_server_port"] + values["workers"]
     if last_log_port > 65535:
         raise CommandError(
@@ -297,6 +312,12 @@ def resolve(
     if recorded is not None:
         values["venv"], sources["venv"] = recorded, "home install record"
     return Settings(**values, sources=sources, configured_venv=configured_venv)
+
+
+def _check_choice(name: str, value: str, allowed: tuple[str, ...], sources: Mapping[str, str]) -> None:
+    if value not in allowed:
+        raise CommandError(f"{name} from {sources.get(name, 'default')} is {value!r}, not one of "
+                           f"{', '.join(repr(a) for a in allowed if a)}", f"fix {BY_NAME[name].env}")
 
 
 def _recorded_venv(home: Path) -> Path | None:

@@ -113,6 +113,18 @@ SETTINGS: tuple[Setting, ...] = (
             minimum=0, maximum=86400),
     Setting("alert_webhook_url", str, "", "URL a JSON alert is POSTed to when a task or DAG run fails or a "
             "DAG run misses its deadline (empty: no alerts). Environment or config file only.", secret=True),
+    Setting("tls", str, "off", "on: the api-server (UI, REST API, Execution API) serves HTTPS only, with "
+            "tls_cert_file/tls_key_file or a CA and certificate generated into <home>/tls (docs/tls.md)."),
+    Setting("tls_cert_file", str, "", "PEM certificate of the api-server (then its chain up to the CA clients "
+            "trust) when tls is on; empty: a generated one."),
+    Setting("tls_key_file", str, "", "PEM private key of tls_cert_file (read by the root CLI at start; keep it "
+            "root's, 0600)."),
+    Setting("api_insecure", str, "", "`acknowledged`: serve a non-loopback api_host without TLS anyway (passwords "
+            "and tokens cross the network in clear; status keeps warning)."),
+    Setting("api_token_minutes", int, 60, "Lifetime of REST API tokens from /auth/token and of the UI's API "
+            "token (the UI renews it while its session lives).", minimum=1, maximum=43200),
+    Setting("ui_session_minutes", int, 720, "UI sessions end after this many minutes without activity.",
+            minimum=5, maximum=525600),
 )
 BY_NAME = {s.name: s for s in SETTINGS}
 # Every TCP/UDP port the stack listens on has one of these (log_server_port: the first of a block).

@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 from airflow_resource.api import last_line
 from airflow_resource.config import airflow_config
+from airflow_resource.config import tls
 from airflow_resource.stack import broker
 from airflow_resource.stack import probes
 from airflow_resource.config.secrets import Secrets
@@ -54,7 +55,8 @@ def read(s: Settings, sec: Secrets) -> dict[str, Any]:
     """Every figure, each with its own error so that one unreachable source does not hide the others."""
     from airflow_resource.api import AirflowAPI
 
-    api = AirflowAPI(s.api_base, s.admin_user, sec.admin_password, timeout=5)
+    ca = tls.ca_file(s)
+    api = AirflowAPI(s.api_base, s.admin_user, sec.admin_password, timeout=5, ca_file=str(ca) if ca else None)
     jobs: dict[str, Callable[[], Any]] = {"queue_depth": lambda: _queue_depth(s, sec)}
     jobs.update({f"ti_{state}": (lambda st=state: _count(api, st)) for state in COUNTED_STATES})
     jobs["import_errors"] = lambda: _import_errors(api)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_resource.config import airflow_config
+from airflow_resource.config import tls
 from airflow_resource.in_airflow import alerts
 from airflow_resource.stack import datastores
 from airflow_resource.in_airflow import diskspace
@@ -32,6 +33,10 @@ API_SECRETS = frozenset({"metadata_db", "fernet", "api_secret_key", "jwt_signing
 SCHEDULER_SECRETS = frozenset({"metadata_db", "fernet", "broker", "jwt_signing"})
 PARSER_SECRETS = frozenset({"metadata_db", "fernet"})  # dag-processor, triggerer
 WORKER_SECRETS = frozenset({"broker"})
+# No task log server: Airflow binds it to every address (utils/serve_logs/core.py: host ""), and with every
+# worker on this machine the api-server reads the task and trigger logs from the shared logs folder
+# (docs/tls.md, "Log servers"). Their ports stay reserved for workers on other hosts.
+SKIP_SERVE_LOGS = ("--skip-serve-logs",)
 FLOWER_SECRETS = frozenset({"broker", "flower_auth"})
 
 
@@ -107,14 +112,14 @@ def build(s: Settings, sec: Secrets, pg_bindir: str = "", redis_server: str = ""
                   secrets=SCHEDULER_SECRETS),
         Component("dag-processor", (airflow, "dag-processor"), Probe("health_key", "dag_processor"), CORE,
                   secrets=PARSER_SECRETS),
-        Component("triggerer", (airflow, "triggerer"), Probe("health_key", "triggerer"), CORE, **at("log_server_port"),
+        Component("triggerer", (airflow, "triggerer", *SKIP_SERVE_LOGS), Probe("health_key", "triggerer"), CORE, **at("log_server_port"),
                   secrets=PARSER_SECRETS),
     ]
     for i in range(1, s.workers + 1):
         log_port = at("log_server_port", i)
         comps.append(Component(
             f"{WORKER_PREFIX}{i}",
-            (airflow, "celery", "worker", "--celery-hostname", worker_hostname(i)),
+            (airflow, "celery", "worker", "--celery-hostname", worker_hostname(i), *SKIP_SERVE_LOGS),
             Probe("celery", worker_hostname(i)), CORE, **log_port,
             env={"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(log_port["port"])},
             stop_timeout=s.stop_grace_seconds,  # Celery's warm shutdown lets running tasks finish
@@ -140,6 +145,8 @@ def build(s: Settings, sec: Secrets, pg_bindir: str = "", redis_server: str = ""
     env = {**disk_env(s), Secrets.env_name("housekeeper_password"): sec.housekeeper_password}
     if s.alert_webhook_url:
         env[alerts.WEBHOOK_ENV] = s.alert_webhook_url
+    if s.tls_on:  # its REST client verifies the api-server with the stack's CA
+        env[tls.API_CA_ENV] = str(tls.ca_file(s))
     comps.append(Component(
         "housekeeper",
         (str(s.venv / "bin" / "python"), "-m", "airflow_resource.daemons.housekeeper",

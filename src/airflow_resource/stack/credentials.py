@@ -6,6 +6,7 @@ from typing import Any
 
 from airflow_resource import RESOURCE_NAME, printer
 from airflow_resource.config import airflow_config
+from airflow_resource.config import tls
 from airflow_resource.stack import handle
 from airflow_resource.config import secrets as secrets_mod
 from airflow_resource.errors import AlreadySo, CommandError
@@ -19,8 +20,9 @@ def connections(s: Settings, sec: secrets_mod.Secrets, show: bool) -> list[dict[
     api_host = s.api_local_host
     conns = [
         {"id": "api", "name": "Airflow UI and REST API (admin)",
-         "connection": {"host": api_host, "port": s.api_port, "protocol": "http", "url": s.base_url or s.api_url,
-                        "token_url": f"{s.api_base}/auth/token", "api_base": f"{s.api_base}/api/v2"},
+         "connection": {"host": api_host, "port": s.api_port, "protocol": "https" if s.tls_on else "http",
+                        "url": s.base_url or s.api_url, "token_url": f"{s.api_base}/auth/token",
+                        "api_base": f"{s.api_base}/api/v2", **_ca(s)},
          "auth": {"username": s.admin_user, "password": pw(sec.admin_password)},
          "metadata": {"auth_manager": "FAB", "role": "Admin"}},
     ]
@@ -52,6 +54,12 @@ def connections(s: Settings, sec: secrets_mod.Secrets, show: bool) -> list[dict[
                                  "url": f"http://127.0.0.1:{s.flower_port}"},
                   "auth": {"username": s.admin_user, "password": pw(sec.flower_password)}, "metadata": {}})
     return conns
+
+
+def _ca(s: Settings) -> dict[str, str]:
+    """With TLS: the CA file a client verifies the api-server with."""
+    ca = tls.ca_file(s)
+    return {"ca_file": str(ca)} if ca else {}
 
 
 def _mask_url(url: str, show: bool) -> str:

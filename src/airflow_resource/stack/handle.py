@@ -11,6 +11,7 @@ from typing import Any
 import psutil
 
 from airflow_resource.config import airflow_config
+from airflow_resource.config import tls
 from airflow_resource.config import secrets as secrets_mod
 from airflow_resource.config.secrets import Secrets
 from airflow_resource.config.settings import Settings
@@ -66,7 +67,9 @@ class Stack:
         return {**self.base_env(), **self.airflow_env()}
 
     def probe_context(self) -> ProbeContext:
-        return ProbeContext(self.s.api_url, airflow_config.redis_url(self.s, self.sec), self.s.workers)
+        ca = tls.ca_file(self.s)
+        return ProbeContext(self.s.api_url, airflow_config.redis_url(self.s, self.sec), self.s.workers,
+                            str(ca) if ca else None)
 
     def rpc(self, timeout: float = supervisor.RPC_TIMEOUT_S) -> Any:
         return supervisor.client(self.s.supervisord_socket, timeout).supervisor

@@ -7,6 +7,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from airflow_resource.config import tls
 from airflow_resource.config.settings import Settings
 from airflow_resource.in_airflow import diskspace
 from airflow_resource.stack import disk as stack_disk
@@ -63,7 +64,8 @@ def status(s: Settings, verbose: bool = False) -> dict[str, Any]:
                               "healthy": False, "degraded": disk["level"] != diskspace.OK,
                               "airflow_version": installer.home_airflow_version(s),
                               "pinned_set": installer.home_set(s).name, "ui": s.api_url,
-                              "components": [], "disk": disk}
+                              "components": [], "disk": disk, "tls": s.tls_on,
+                              "security_warnings": [w for w in (tls.insecure_warning(s),) if w]}
     if verbose:
         report["layout_drift"] = layout_drift(s)
     if not handle.is_running(s):

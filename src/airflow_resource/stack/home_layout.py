@@ -67,6 +67,7 @@ def table(s: Settings) -> list[Entry]:
         Entry("logs/tasks", "dir", SERVICE, SERVICE, 0o750, True, "task logs, written by the workers"),
         Entry("logs/dag_processor", "dir", SERVICE, SERVICE, 0o750, True, "parse logs"),
         Entry("plugins", "dir", ROOT, SERVICE, 0o750, True, "Airflow plugins: code every component imports"),
+        Entry("tls", "dir", ROOT, SERVICE, 0o750, True, "certificates (public) and their keys (root's, 0600)"),
         Entry("airflow", "dir", ROOT, SERVICE, 0o750, True, "AIRFLOW_HOME (webserver_config.py would run here)"),
         Entry(f"airflow/{AIRFLOW_CFG}", "file", ROOT, SERVICE, 0o640, True, "empty: options are in the environment"),
         Entry("data", "dir", SERVICE, SERVICE, 0o750, True, "pipelines' own files"),

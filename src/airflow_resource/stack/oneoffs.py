@@ -12,6 +12,7 @@ from airflow_resource import printer
 from airflow_resource import standalone
 from airflow_resource.config import airflow_config
 from airflow_resource.config import jwt_keys
+from airflow_resource.config import tls
 from airflow_resource.config import secrets as secrets_mod
 from airflow_resource.config.settings import Settings
 from airflow_resource.errors import CommandError
@@ -121,12 +122,13 @@ def warm_execution_api(s: Settings, deadline: float) -> None:
     it gets, seconds of CPU during which that worker answers nothing: the first task would wait for it.
     Concurrent requests reach every worker (a busy one accepts nothing), so build it now."""
     url = f"{s.api_url}/execution/health"
+    ca = str(tls.ca_file(s)) if s.tls_on else None
     n = 2 * int({**airflow_config.tuning(s), **s.airflow_options}["AIRFLOW__API__WORKERS"])
     t = time.monotonic()
 
     def hit(_: int) -> int:
         try:
-            return probes.http_get(url, timeout=max(1.0, deadline - time.monotonic()))[0]
+            return probes.http_get(url, timeout=max(1.0, deadline - time.monotonic()), ca_file=ca)[0]
         except OSError:
             return 0
 

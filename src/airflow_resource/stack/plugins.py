@@ -20,6 +20,18 @@ DISK_PLUGIN_SOURCE = """\
 from airflow_resource.in_airflow.disk_plugin import ResourceDiskGuardPlugin  # noqa: F401
 """
 
+HEADERS_PLUGIN_FILE = "resource_security_headers.py"
+HEADERS_PLUGIN_SOURCE = """\
+# Installed by the apache-airflow resource: security headers on every api-server response (UI, REST API,
+# login pages). Do not edit: see airflow_resource/in_airflow/headers_plugin.py.
+from airflow_resource.in_airflow.headers_plugin import ResourceSecurityHeadersPlugin  # noqa: F401
+"""
+
+
+def install_headers_plugin(s: Settings) -> None:
+    """The security headers plugin: always (HSTS in it only over HTTPS)."""
+    install_plugin(s, HEADERS_PLUGIN_FILE, HEADERS_PLUGIN_SOURCE, True)
+
 
 def install_alert_plugin(s: Settings, who: system.RunAs) -> None:
     """The listener plugin in the plugins folder, and the alert spool, exactly while a webhook is set."""

@@ -7,8 +7,10 @@ so the api-server's health JSON and the Celery ping are fetched once.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
+import ssl
 import threading
 import time
 import urllib.error
@@ -25,8 +27,9 @@ HEALTHY = "healthy"
 class ProbeContext:
     """Per-call cache of shared answers (health JSON, Celery ping)."""
 
-    def __init__(self, api_url: str, broker_url: str, workers: int = 0):
+    def __init__(self, api_url: str, broker_url: str, workers: int = 0, ca_file: str | None = None):
         self.api_url = api_url
+        self.ca_file = ca_file  # the stack's CA when the api-server serves HTTPS
         self.broker_url = broker_url
         self.workers = workers  # answers to wait for: the ping returns as soon as all have answered
         self._lock = threading.Lock()
@@ -42,7 +45,7 @@ class ProbeContext:
             return self._cache[key]
 
     def health_json(self) -> tuple[bool, Any]:
-        return self.once("health", lambda: http_json(f"{self.api_url}/api/v2/monitor/health"))
+        return self.once("health", lambda: http_json(f"{self.api_url}/api/v2/monitor/health", self.ca_file))
 
     def celery_pings(self) -> tuple[bool, Any]:
         return self.once("celery", lambda: celery_ping(self.broker_url, self.workers))
@@ -57,24 +60,31 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}".strip(": ")
 
 
-# Probes talk to loopback: never through an http_proxy from the caller's environment.
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+@functools.lru_cache(maxsize=8)
+def _opener(ca_file: str | None) -> urllib.request.OpenerDirector:
+    """Probes talk to loopback: never through an http_proxy from the caller's environment. HTTPS is verified
+    against the stack's CA (ca_file), nothing else."""
+    handlers: list[Any] = [urllib.request.ProxyHandler({})]
+    if ca_file:
+        handlers.append(urllib.request.HTTPSHandler(context=ssl.create_default_context(cafile=ca_file)))
+    return urllib.request.build_opener(*handlers)
 
 
-def http_get(url: str, auth: tuple[str, str] | None = None, timeout: float = PROBE_TIMEOUT_S) -> tuple[int, bytes]:
+def http_get(url: str, auth: tuple[str, str] | None = None, timeout: float = PROBE_TIMEOUT_S,
+             ca_file: str | None = None) -> tuple[int, bytes]:
     req = urllib.request.Request(url)
     if auth:
         token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
         req.add_header("Authorization", f"Basic {token}")
     try:
-        with _OPENER.open(req, timeout=timeout) as resp:
+        with _opener(ca_file).open(req, timeout=timeout) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
 
 
-def http_json(url: str) -> Any:
-    code, body = http_get(url)
+def http_json(url: str, ca_file: str | None = None) -> Any:
+    code, body = http_get(url, ca_file=ca_file)
     if code != 200:
         raise RuntimeError(f"HTTP {code} from {url}")
     return json.loads(body)
@@ -137,7 +147,7 @@ def _redis(p: Probe, _: ProbeContext) -> tuple[bool, str]:
 
 
 def _api(p: Probe, ctx: ProbeContext) -> tuple[bool, str]:
-    version = http_json(f"{ctx.api_url}/api/v2/version")
+    version = http_json(f"{ctx.api_url}/api/v2/version", ctx.ca_file)
     ok, health = ctx.health_json()
     if not ok:
         return False, str(health)

@@ -28,6 +28,8 @@ from airflow_resource.stack import oneoffs
 from airflow_resource.stack import plugins
 from airflow_resource.stack import supervisor
 from airflow_resource.stack import system
+from airflow_resource.stack import tls_files
+from airflow_resource.config import tls
 from airflow_resource.stack.components import Component
 from airflow_resource.stack.handle import Stack
 
@@ -58,8 +60,11 @@ def write_configs(st: Stack) -> None:
     airflow_env = st.airflow_env()
     root = system.is_root()
     limits = memlimit.prepare(s, [c.name for c in st.comps if c.name.startswith(components.WORKER_PREFIX)], st.who)
+    tls_key = tls_files.api_server_env(s)  # the certificates made or checked; the key for the api-server's memfd
     for c in st.comps:
         env = {**supervisor.component_env(c, st.base_env(), airflow_env), **limits.get(c.name, {})}
+        if c.name == "api-server":
+            env = supervisor.merge_env(env, tls_key)
         # root's: the launcher reads it as root, before it drops to the component's user
         secrets_mod.write_private(supervisor.env_file(s, c.name), json.dumps(env, indent=1))
     users = {"service": owners.service.name, "data": owners.data.name} if root else None
@@ -68,6 +73,7 @@ def write_configs(st: Stack) -> None:
     secrets_mod.write_private(s.home / EFFECTIVE_FILE, json.dumps(s.to_json(), indent=2) + "\n")
     plugins.install_alert_plugin(s, st.who)
     plugins.install_disk_plugin(s)
+    plugins.install_headers_plugin(s)
 
 
 def launch_supervisord(st: Stack) -> None:
@@ -134,6 +140,7 @@ def start_group(st: Stack, comps: list[Component]) -> None:
 def start(s: Settings, timeout: float, wait: bool = True) -> Stack:
     if handle.is_running(s):
         raise AlreadySo(f"already running from {s.home}", "`./cli.sh status` shows its health; `./cli.sh manage restart` restarts it")
+    tls.check(s)  # a network-facing api-server without TLS: refused before anything is written
     installer.check_home_owner(s)
     installer.check_pinned_set(s)
     # Ports first, before any install work: the table needs no real secrets to know its ports.

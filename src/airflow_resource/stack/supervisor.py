@@ -73,6 +73,16 @@ def component_env(c: Component, base_env: dict[str, str], airflow_env: dict[str,
     return env
 
 
+def merge_env(env: dict[str, str], extra: dict[str, str]) -> dict[str, str]:
+    """env updated with extra, where both name variables for the launcher's memfds: the lists joined."""
+    key = airflow_config.MEMFD_VARS_ENV
+    names = [n for v in (env.get(key, ""), extra.get(key, "")) for n in v.split(",") if n]
+    out = {**env, **extra}
+    if names:
+        out[key] = ",".join(dict.fromkeys(names))
+    return out
+
+
 def render(s: Settings, comps: list[Component], users: Mapping[str, str] | None) -> str:
     """supervisord.conf text. Secrets are not in it: each program's environment is in its env file
     (run/env/<name>.json, root's, 0600), which the launcher reads as root before it drops to the user
