@@ -59,6 +59,8 @@ class Settings:
     backup_passphrase_file: str
     log_retention_days: int
     stop_grace_seconds: int
+    login_max_failures: int
+    login_window_seconds: int
     alert_webhook_url: str
     # Airflow options the user sets (AIRFLOW__SECTION__KEY -> value), from resource.toml's [airflow]
     # tables and AIRFLOW__* in the environment; airflow_config checks them against what the stack owns.

@@ -1,4 +1,4 @@
-"""The resource's own files in Airflow's plugins folder (the alert listener, the disk guard), each
+"""The resource's own files in Airflow's plugins folder (the alert listener, the disk guard, the login guard), each
 present exactly while its setting wants it."""
 
 from __future__ import annotations
@@ -19,6 +19,19 @@ DISK_PLUGIN_SOURCE = """\
 # refuses new DAG runs while the disk is nearly full. Do not edit: see airflow_resource/in_airflow/disk_plugin.py.
 from airflow_resource.in_airflow.disk_plugin import ResourceDiskGuardPlugin  # noqa: F401
 """
+
+LOGIN_PLUGIN_FILE = "resource_login_guard.py"
+LOGIN_PLUGIN_SOURCE = """\
+# Installed by the apache-airflow resource: the api-server limits failed logins per client (HTTP 429) and
+# records them in the event log. Do not edit: see airflow_resource/in_airflow/login_guard_plugin.py.
+from airflow_resource.in_airflow.login_guard_plugin import ResourceLoginGuardPlugin  # noqa: F401
+"""
+
+
+def install_login_plugin(s: Settings) -> None:
+    """The login guard in the plugins folder, always: with login_max_failures 0 it still records failed
+    logins in the event log."""
+    install_plugin(s, LOGIN_PLUGIN_FILE, LOGIN_PLUGIN_SOURCE, True)
 
 
 def install_alert_plugin(s: Settings, who: system.RunAs) -> None:
