@@ -17,4 +17,5 @@ makes the action fail: when the database cannot be reached it is kept in <home>/
 next start, and when even that fails the CLI warns.
 """
 
-from airflow_resource.audit.trail import action, flush_pending, os_user, record  # noqa: F401
+from airflow_resource.audit.trail import (BACKUP_RESTORE, CONTENT_ADD, CONTENT_REMOVE, MANAGE_ROLLBACK,  # noqa: F401
+                                          MANAGE_SCALE, MANAGE_UPGRADE, action, flush_pending, os_user, record)
