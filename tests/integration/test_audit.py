@@ -89,9 +89,13 @@ def test_content_add_and_remove_are_in_the_trail_with_the_os_user(stack):
     proc = _as_user(stack, "content", "remove", "content_hello")
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
-    rows = _audit(stack, "--user", OS_USER, "--dag", "content_hello", "--since", "10m")
+    rows = _audit(stack, "--user", OS_USER, "--event", "resource.content.*", "--since", "10m")
     assert [(r["event"], r["extra"]["outcome"]) for r in rows] == [
         ("resource.content.add", "ok"), ("resource.content.add", "refused"), ("resource.content.remove", "ok")]
+    # found by their DAG too, beside Airflow's own events of it (the remove's pause); a refused add names
+    # no DAG (it was never validated)
+    by_dag = [r for r in _audit(stack, "--dag", "content_hello")]
+    assert [r["id"] for r in by_dag if r["event"].startswith("resource.")] == [rows[0]["id"], rows[2]["id"]]
     add = rows[0]
     assert add["user"] == OS_USER and add["extra"]["via"] == "sudo" and add["extra"]["uid"] == 0
     assert add["extra"]["file"] == str(hello) and add["extra"]["dag_ids"] == ["content_hello"]
