@@ -68,9 +68,10 @@ def test_record_writes_one_row(make_settings, written, as_user):
 
 
 def test_a_record_the_database_refuses_is_kept_and_written_at_the_next_start(make_settings, monkeypatch, capsys):
-    s = make_settings()
-    s.run_dir.mkdir(parents=True)
+    s = make_settings()  # a home without run/ yet (restored fresh): made root's alone
     assert trail.record(s, "resource.backup.restore", archive="/b/x.tar.gz") is False  # conftest: no database
+    assert s.run_dir.stat().st_mode & 0o777 == 0o700
+    assert (s.run_dir / trail.PENDING_FILE).stat().st_mode & 0o777 == 0o600
     kept = (s.run_dir / trail.PENDING_FILE).read_text().splitlines()
     assert len(kept) == 1 and json.loads(kept[0])["when"]  # the time of the action, not of the flush
     assert "until the next start" in capsys.readouterr().out
@@ -81,8 +82,8 @@ def test_a_record_the_database_refuses_is_kept_and_written_at_the_next_start(mak
     assert rows[0]["event"] == "resource.backup.restore" and not (s.run_dir / trail.PENDING_FILE).exists()
 
 
-def test_a_record_that_cannot_be_kept_either_only_warns(make_settings, capsys):
-    s = make_settings()  # no run/ directory: nothing can be kept
+def test_a_record_that_cannot_be_kept_either_only_warns(make_settings, capsys, tmp_path):
+    s = make_settings(home=str(tmp_path / "no-such-home"))  # nowhere to keep it
     assert trail.record(s, "resource.content.remove", dag_id="a") is False
     assert "could not record resource.content.remove" in capsys.readouterr().err
 

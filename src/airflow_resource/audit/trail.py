@@ -164,6 +164,8 @@ def flush_pending(where: Any) -> int:
 
 def _append_pending(s: Settings, values: dict[str, Any]) -> None:
     path = s.run_dir / PENDING_FILE
+    if s.home.is_dir() and not os.path.lexists(s.run_dir):  # a home restored fresh: root's alone until a start
+        safe_files.ensure_dir(s.run_dir, 0o700)             # gives it its layout (home_layout)
     old = safe_files.read_file(path, PENDING_MAX_BYTES).decode() if path.exists() else ""
     safe_files.write_file(path, old + json.dumps(values, sort_keys=True) + "\n", 0o600)
 
