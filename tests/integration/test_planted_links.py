@@ -69,8 +69,8 @@ def root_written_names(s: settings.Settings) -> set[str]:
     names = {Path(e.rel).name for e in home_layout.table(s) if e.rel and e.owner == home_layout.ROOT}
     names |= {Path(e.rel).name for e in home_layout.table(s) if e.rel}  # folders root makes or repairs
     names |= {f"{c.name}.json" for c in comps} | {f"{c.name}.log" for c in comps} | {c.name for c in comps}
-    names |= {datastores.PG_CONF_NAME, "redis.conf", "postgresql.conf", "pw", plugins.ALERT_PLUGIN_FILE,
-              plugins.DISK_PLUGIN_FILE, memlimit.RECORD, "supervisord.pid", "supervisord.sock", "supervisord.log",
+    names |= {datastores.PG_CONF_NAME, "redis.conf", "postgresql.conf", "pw", *(p.file for p in plugins.PLUGINS),
+              memlimit.RECORD, "supervisord.pid", "supervisord.sock", "supervisord.log",
               "effective.json", ".installed.json", "secrets.env", ".redis.conf.tmp", ".secrets.env.tmp",
               ".effective.json.tmp", "planted_links_probe.py"}
     # what the service user's own components write in their own folders is theirs to break

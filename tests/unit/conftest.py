@@ -54,3 +54,14 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in list(os.environ):
         if key.startswith(settings.ENV_PREFIX):
             monkeypatch.delenv(key)
+
+
+@pytest.fixture(autouse=True)
+def no_audit_database(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commands the unit tests run record their actions (audit.record): never into a real database here."""
+    from airflow_resource.audit import trail
+
+    def refuse(*_: Any, **__: Any) -> None:
+        raise ConnectionError("no database in the unit tests")
+
+    monkeypatch.setattr(trail, "_insert", refuse)

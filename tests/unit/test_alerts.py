@@ -182,9 +182,9 @@ def test_the_listener_plugin_is_installed_exactly_while_a_webhook_is_set(make_se
     who = system.current_user()
     on = make_settings(alert_webhook_url="http://127.0.0.1:9/hook")
     on.plugins_dir.mkdir(parents=True)
-    plugins.install_alert_plugin(on, who)
-    plugin = on.plugins_dir / plugins.ALERT_PLUGIN_FILE
+    plugins.install_all(on, who)
+    plugin = on.plugins_dir / plugins.BY_MODULE["alert_plugin"].file
     assert "from airflow_resource.in_airflow.alert_plugin import ResourceAlertsPlugin" in plugin.read_text()
     assert "9/hook" not in plugin.read_text() and on.alerts_dir.is_dir()
-    plugins.install_alert_plugin(make_settings(), who)
+    plugins.install_all(make_settings(), who)
     assert not plugin.exists()

@@ -78,7 +78,7 @@ def test_airflow_components_use_the_venv(make_settings, sec):
     by = components.by_name(build(s, sec))
     assert by["scheduler"].argv[1:] == ("scheduler",)
     assert by["api-server"].argv[1:] == ("api-server",)
-    assert by["flower"].argv[1:] == ("celery", "flower")
+    assert by["flower"].argv[1:] == ("celery", "flower", "--flower-conf", str(components.FLOWER_CONF))
 
 
 @pytest.mark.parametrize("n", [0, 1, 3, 8])

@@ -77,9 +77,16 @@ RULES: dict[str, Rule] = {
     "logs": Rule("in the CLI, as root or the operator", own=ANY, third_party=True),
     "backup": Rule("in the CLI and the backup daemon", own=ANY, third_party=True),
     "bench": Rule("in the CLI (`bench`)", own=ANY, third_party=True),
+    # The audit trail: the CLI's commands record their actions (any package of the CLI's side may call it).
+    "audit": Rule("in the CLI, as root or the operator", own=ANY, third_party=True),
     "daemons": Rule("in our supervised daemons, as the service user (the backup schedule as root)", own=ANY,
                     third_party=True),
     "in_airflow": IN_AIRFLOW,
+    # The login guards: the api-server's middleware keeps its counters in Redis (redis-py, which Airflow's
+    # Celery stack installs); Flower's runs inside Flower (tornado, flower).
+    "in_airflow/login_guard_plugin.py": Rule("inside the api-server", own=(f"{PACKAGE}.in_airflow",), airflow=True,
+                                             third_party=True),
+    "in_airflow/flower_guard.py": Rule("inside Flower", own=(f"{PACKAGE}.in_airflow",), airflow=True, third_party=True),
     # Copied to the home or piped to the venv's Python as source: the package is not importable there.
     "standalone": Rule("as source copied or piped to the venv's Python", own=(), airflow=True),
     # ... except the package's __init__, the CLI-side reader of those scripts' source.

@@ -249,7 +249,8 @@ HOLDERS = {
     "api_secret_key": {"api-server"},
     "jwt_private_key": {"api-server", "scheduler"},
     "postgres_password": {"api-server", "scheduler", "dag-processor", "triggerer"},
-    "redis_password": {"scheduler", "worker-1", "worker-2", "flower", "metrics"},
+    # the api-server: its login limit's counters (Redis database 2), shared by its workers
+    "redis_password": {"api-server", "scheduler", "worker-1", "worker-2", "flower", "metrics"},
     "flower_password": {"flower"},
     "housekeeper_password": {"housekeeper"},
 }

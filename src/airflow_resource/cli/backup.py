@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from airflow_resource import audit
 from airflow_resource import printer
 from airflow_resource.cli.common import path, settings
 from airflow_resource.errors import EXIT_ALREADY, CommandError
@@ -67,8 +68,12 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from airflow_resource.backup import restore
 
     started = time.monotonic()
-    manifest = restore.restore(s, Path(args.file), path(args.passphrase_file), args.force,
-                               args.allow_unauthenticated, args.accept_settings)
+    with audit.action(s, audit.BACKUP_RESTORE, archive=str(Path(args.file).absolute()), force=args.force,
+                      accept_settings=args.accept_settings,
+                      allow_unauthenticated=args.allow_unauthenticated) as extra:
+        manifest = restore.restore(s, Path(args.file), path(args.passphrase_file), args.force,
+                                   args.allow_unauthenticated, args.accept_settings)
+        extra.update(created=manifest.get("created"), authenticated_by=manifest.get("authenticated_by"))
     printer.ok(f"restored {Path(args.file).name} (made {manifest['created']}, authenticated by: "
                f"{manifest['authenticated_by']}) into {s.home} in {time.monotonic() - started:.1f} s")
     printer.info("start it with: `./cli.sh manage start`")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from airflow_resource import audit
 from airflow_resource.cli.common import DEFAULT_RUN_TIMEOUT_S, dag_name, path, settings
 from airflow_resource.errors import CommandError
 
@@ -19,8 +20,11 @@ def cmd_add(args: argparse.Namespace) -> int:
     source = args.file or args.path
     if not source:
         raise CommandError("content add needs --file PATH", "e.g. `./cli.sh content add --file my_dag.py`")
-    files.add(s, Path(source), args.name, args.force, wait=not args.no_wait,
-                timeout=args.timeout or files.REGISTER_TIMEOUT_S)
+    with audit.action(s, audit.CONTENT_ADD, file=str(Path(source).absolute()), name=args.name,
+                      force=args.force) as extra:
+        dag_ids = files.add(s, Path(source), args.name, args.force, wait=not args.no_wait,
+                            timeout=args.timeout or files.REGISTER_TIMEOUT_S)
+        extra.update(dag_ids=dag_ids, dag_id=dag_ids[0] if len(dag_ids) == 1 else None)
     return 0
 
 
@@ -41,7 +45,9 @@ def cmd_remove(args: argparse.Namespace) -> int:
     from airflow_resource.dags import files
 
     s = settings(args, running=True)
-    return files.remove(s, dag_name(args), args.force, args.purge)
+    name = dag_name(args)
+    with audit.action(s, audit.CONTENT_REMOVE, dag_id=name, force=args.force, purge=args.purge):
+        return files.remove(s, name, args.force, args.purge)
 
 
 def cmd_execute(args: argparse.Namespace) -> int:

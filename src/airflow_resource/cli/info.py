@@ -28,6 +28,7 @@ Usage examples:
   ./cli.sh dags test example_etl             run a DAG in-process, no stack needed
   ./cli.sh backup create --passphrase-file pw   database, DAGs, plugins, config, encrypted secrets
   ./cli.sh backup restore FILE --passphrase-file pw   into a stopped or fresh home
+  ./cli.sh audit --since 1d --event 'resource.*'   who added, removed, scaled, restored; failed logins
   ./cli.sh manage stop                       stop everything; no process is left
   ./cli.sh manage upgrade --yes              to the newest pinned set: backup, new venv, migrate, start
   ./cli.sh manage rollback --yes             back to the set before the upgrade (restores its backup)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from airflow_resource import audit
 from airflow_resource import printer
 from airflow_resource.cli.common import (DEFAULT_START_TIMEOUT_S, DEFAULT_STOP_TIMEOUT_S,
                                          DEFAULT_UPGRADE_START_TIMEOUT_S, settings)
@@ -77,7 +78,9 @@ def cmd_scale(args: argparse.Namespace) -> int:
     if args.workers is None or not 0 <= args.workers <= 64:
         raise CommandError("manage scale needs --workers N (0..64)",
                            "e.g. `./cli.sh manage scale --workers 2`")
-    scaling.scale(settings(args, running=True), args.workers, args.timeout or DEFAULT_START_TIMEOUT_S)
+    s = settings(args, running=True)
+    with audit.action(s, audit.MANAGE_SCALE, workers_before=s.workers, workers=args.workers):
+        scaling.scale(s, args.workers, args.timeout or DEFAULT_START_TIMEOUT_S)
     printer.ok(f"{args.workers} worker(s) running until the next start; to keep that many, set "
                f"workers = {args.workers} in resource.toml or APACHE_AIRFLOW_WORKERS={args.workers}")
     return 0
@@ -89,8 +92,10 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
     _check_options(args)
     if args.rollback:
         return cmd_rollback(args)
-    report = upgrade.upgrade(settings(args, running=True), args.to, args.yes,
-                             args.timeout or DEFAULT_UPGRADE_START_TIMEOUT_S)
+    s = settings(args, running=True)
+    with audit.action(s, audit.MANAGE_UPGRADE, pinned_set_before=s.pinned_set, to=args.to) as extra:
+        report = upgrade.upgrade(s, args.to, args.yes, args.timeout or DEFAULT_UPGRADE_START_TIMEOUT_S)
+        extra["report"] = report
     return _report(args, report)
 
 
@@ -101,7 +106,10 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     if args.to:
         raise CommandError("rollback takes no --to: it goes back to the set the last upgrade came from",
                            "`./cli.sh info` shows it (this_home: rollback_to)")
-    return _report(args, upgrade.rollback(s, args.yes, args.timeout or DEFAULT_UPGRADE_START_TIMEOUT_S))
+    with audit.action(s, audit.MANAGE_ROLLBACK, pinned_set_before=s.pinned_set) as extra:
+        report = upgrade.rollback(s, args.yes, args.timeout or DEFAULT_UPGRADE_START_TIMEOUT_S)
+        extra["report"] = report
+    return _report(args, report)
 
 
 def _report(args: argparse.Namespace, report: Any) -> int:

@@ -235,8 +235,19 @@ TEST_PHASES = {"smoke": "the quick checks of a running stack", "integration": "t
 TEST = Group("test", "run the test suite: smoke, integration, unit, e2e (browser) or all",
              tuple(Action(phase, text, "info:cmd_test") for phase, text in TEST_PHASES.items()), metavar="PHASE")
 
+AUDIT = Action("audit", "Airflow's event log: the resource's actions, failed logins, triggers, changes",
+               "audit:cmd_audit", (
+                   Arg("--since", help="only events since, e.g. 30m, 2h, 3d or 2026-11-25T08:00 (UTC)"),
+                   Arg("--until", help="only events before, in the same forms"),
+                   Arg("--user", help="only this user (the OS user for the resource's actions, the name tried "
+                       "for failed logins)"),
+                   Arg("--dag", help="only this DAG"),
+                   Arg("--event", help="only this event, e.g. resource.content.add; resource.* for a prefix"),
+                   Arg("--limit", type=int, default=50, help="the newest N events (default 50)"),
+                   *formats("text", "json", help="json for programs")))
+
 COMMANDS: tuple[Command, ...] = (
     Action("help", "show usage, examples and the default configuration", "info:cmd_help"),
     Action("info", "what this resource is (config/runtime.json)", "info:cmd_info", formats("text", "json")),
-    MANAGE, STATUS, LOGS, CREDENTIALS, CONTENT, DAGS, BACKUP, BENCH, TEST,
+    MANAGE, STATUS, LOGS, CREDENTIALS, CONTENT, DAGS, BACKUP, AUDIT, BENCH, TEST,
 )

@@ -61,6 +61,8 @@ class Settings:
     backup_passphrase_file: str
     log_retention_days: int
     stop_grace_seconds: int
+    login_max_failures: int
+    login_window_seconds: int
     alert_webhook_url: str
     # Added with TLS (docs/tls.md): defaults, so an effective file written before them still loads.
     tls: str = "off"

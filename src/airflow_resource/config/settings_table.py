@@ -111,6 +111,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("stop_grace_seconds", int, 30, "Seconds a stopping worker gives its running tasks to finish; tasks "
             "still running then are killed and queued again for a new try at the next start.",
             minimum=0, maximum=86400),
+    Setting("login_max_failures", int, 5, "Failed logins a client (IP address) may make to the API's /auth/token, "
+            "the UI's login form and Flower within login_window_seconds; then it gets HTTP 429 (0: no limit).",
+            minimum=0, maximum=10000),
+    Setting("login_window_seconds", int, 300, "Seconds, from a client's first failed login, its failures are "
+            "counted; past login_max_failures it is refused until they pass.", minimum=1, maximum=86400),
     Setting("alert_webhook_url", str, "", "URL a JSON alert is POSTed to when a task or DAG run fails or a "
             "DAG run misses its deadline (empty: no alerts). Environment or config file only.", secret=True),
     Setting("tls", str, "off", "on: the api-server (UI, REST API, Execution API) serves HTTPS only, with "

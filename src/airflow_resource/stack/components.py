@@ -14,6 +14,7 @@ from airflow_resource.config import tls
 from airflow_resource.in_airflow import alerts
 from airflow_resource.stack import datastores
 from airflow_resource.in_airflow import diskspace
+from airflow_resource.in_airflow import login_limit
 from airflow_resource.stack import disk
 from airflow_resource.daemons import metrics
 from airflow_resource.stack.probes import Probe
@@ -63,6 +64,8 @@ class Component:
         return {DATA: "data", API: "api", CORE: "core", EDGE: "edge"}[self.priority]
 
 
+LOGIN_LIMIT_DB = 2  # Redis database of the login counters (0 and 1: Celery's queue and results)
+FLOWER_CONF = Path(login_limit.__file__).with_name("flower_conf.py")
 WORKER_PREFIX = "worker-"
 HOUSEKEEPER_USER = "resource-housekeeper"  # FAB user of the pool hold (role HOUSEKEEPER_ROLE)
 HOUSEKEEPER_ROLE = "ResourceHousekeeper"
@@ -105,7 +108,8 @@ def build(s: Settings, sec: Secrets, pg_bindir: str = "", redis_server: str = ""
     ))
     comps += [
         # The disk guard's middleware (disk_plugin.py) reads where to look and its threshold here.
-        Component("api-server", (airflow, "api-server"), Probe("api"), API, **at("api_port"), env=disk_env(s),
+        Component("api-server", (airflow, "api-server"), Probe("api"), API, **at("api_port"),
+                  env={**disk_env(s), **login_env(s), login_limit.REDIS_URL_ENV: login_redis_url(s, sec)},
                   secrets=API_SECRETS),
         Component("scheduler", (airflow, "scheduler"),
                   Probe("http", f"http://127.0.0.1:{s.scheduler_health_port}/health"), CORE, **at("scheduler_health_port"),
@@ -135,9 +139,10 @@ def build(s: Settings, sec: Secrets, pg_bindir: str = "", redis_server: str = ""
                  **backup_passphrase_env(s)},
         ))
     comps.append(Component(
-        "flower", (airflow, "celery", "flower"),
+        # Its configuration file (Python, run by Flower at start) puts the login limit in front of its basic auth.
+        "flower", (airflow, "celery", "flower", "--flower-conf", str(FLOWER_CONF)),
         Probe("http", f"http://127.0.0.1:{s.flower_port}/healthcheck", sec.flower_password, s.admin_user),
-        EDGE, **at("flower_port"), secrets=FLOWER_SECRETS,
+        EDGE, **at("flower_port"), secrets=FLOWER_SECRETS, env=login_env(s),
     ))
     # Alert delivery, log retention and the disk-full hold of the pools (housekeeper.py). The webhook URL
     # may hold a token and the housekeeper's password is one: env file only. Its FAB user may edit pools
@@ -173,6 +178,17 @@ def backup_passphrase_env(s: Settings) -> dict[str, str]:
     except (OSError, UnicodeDecodeError):
         return {}
     return {BACKUP_PASSPHRASE_ENV: first[0]} if first and first[0] else {}
+
+
+def login_env(s: Settings) -> dict[str, str]:
+    """The login limit of the api-server's and Flower's guards (login_limit.py)."""
+    return {login_limit.MAX_FAILURES_ENV: str(s.login_max_failures), login_limit.WINDOW_ENV: str(s.login_window_seconds)}
+
+
+def login_redis_url(s: Settings, sec: Secrets) -> str:
+    """Where the api-server's workers share the login counters: a Redis database of its own (the embedded
+    Redis; an external one is used as given, the keys have their own prefix)."""
+    return airflow_config.redis_url(s, sec, LOGIN_LIMIT_DB)
 
 
 def disk_env(s: Settings) -> dict[str, str]:

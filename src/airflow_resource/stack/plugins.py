@@ -1,55 +1,60 @@
-"""The resource's own files in Airflow's plugins folder (the alert listener, the disk guard), each
-present exactly while its setting wants it."""
+"""The resource's own files in Airflow's plugins folder, one row each in PLUGINS: a stub that imports the
+plugin class from airflow_resource.in_airflow, present exactly while its setting wants it."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
 
 from airflow_resource import safe_files
 from airflow_resource.config.settings import Settings
 from airflow_resource.stack import system
 
-ALERT_PLUGIN_FILE = "resource_alerts.py"
-ALERT_PLUGIN_SOURCE = """\
-# Installed by the apache-airflow resource while an alert webhook is set (APACHE_AIRFLOW_ALERT_WEBHOOK_URL),
-# removed when none is. Do not edit: the listener is airflow_resource/in_airflow/alert_plugin.py.
-from airflow_resource.in_airflow.alert_plugin import ResourceAlertsPlugin  # noqa: F401
-"""
-DISK_PLUGIN_FILE = "resource_disk_guard.py"
-DISK_PLUGIN_SOURCE = """\
-# Installed by the apache-airflow resource while APACHE_AIRFLOW_DISK_CRITICAL_MB is above 0: the api-server
-# refuses new DAG runs while the disk is nearly full. Do not edit: see airflow_resource/in_airflow/disk_plugin.py.
-from airflow_resource.in_airflow.disk_plugin import ResourceDiskGuardPlugin  # noqa: F401
-"""
 
-HEADERS_PLUGIN_FILE = "resource_security_headers.py"
-HEADERS_PLUGIN_SOURCE = """\
-# Installed by the apache-airflow resource: security headers on every api-server response (UI, REST API,
-# login pages). Do not edit: see airflow_resource/in_airflow/headers_plugin.py.
-from airflow_resource.in_airflow.headers_plugin import ResourceSecurityHeadersPlugin  # noqa: F401
-"""
+@dataclass(frozen=True)
+class Plugin:
+    file: str                             # its name in <home>/plugins
+    module: str                           # in airflow_resource.in_airflow
+    cls: str
+    while_: str                           # when it is there, said in its stub
+    wanted: Callable[[Settings], bool]
+
+    def source(self) -> str:
+        return (f"# Installed by the apache-airflow resource {self.while_}. Do not edit: see\n"
+                f"# airflow_resource/in_airflow/{self.module}.py.\n"
+                f"from airflow_resource.in_airflow.{self.module} import {self.cls}  # noqa: F401\n")
 
 
-def install_headers_plugin(s: Settings) -> None:
-    """The security headers plugin: always (HSTS in it only over HTTPS)."""
-    install_plugin(s, HEADERS_PLUGIN_FILE, HEADERS_PLUGIN_SOURCE, True)
+PLUGINS = (
+    # The failure listener: while an alert webhook is set (APACHE_AIRFLOW_ALERT_WEBHOOK_URL).
+    Plugin("resource_alerts.py", "alert_plugin", "ResourceAlertsPlugin", "while an alert webhook is set",
+           lambda s: bool(s.alert_webhook_url)),
+    # The api-server refuses new DAG runs while the disk is nearly full (APACHE_AIRFLOW_DISK_CRITICAL_MB > 0).
+    Plugin("resource_disk_guard.py", "disk_plugin", "ResourceDiskGuardPlugin",
+           "while a critical free-space level is set", lambda s: bool(s.disk_critical_mb)),
+    # Security headers on every api-server response (HSTS in it only over HTTPS).
+    Plugin("resource_security_headers.py", "headers_plugin", "ResourceSecurityHeadersPlugin", "always",
+           lambda s: True),
+    # Failed logins limited per client (HTTP 429) and recorded in the event log; with login_max_failures 0
+    # it still records them.
+    Plugin("resource_login_guard.py", "login_guard_plugin", "ResourceLoginGuardPlugin", "always",
+           lambda s: True),
+)
+BY_MODULE = {p.module: p for p in PLUGINS}
 
 
-def install_alert_plugin(s: Settings, who: system.RunAs) -> None:
-    """The listener plugin in the plugins folder, and the alert spool, exactly while a webhook is set."""
-    if s.alert_webhook_url:
-        system.make_dir(s.alerts_dir, who, 0o750)  # the service user's (home_layout's table)
-    install_plugin(s, ALERT_PLUGIN_FILE, ALERT_PLUGIN_SOURCE, bool(s.alert_webhook_url))
-
-
-def install_disk_plugin(s: Settings) -> None:
-    """The disk guard plugin in the plugins folder exactly while a critical free-space level is set."""
-    install_plugin(s, DISK_PLUGIN_FILE, DISK_PLUGIN_SOURCE, bool(s.disk_critical_mb))
-
-
-def install_plugin(s: Settings, name: str, source: str, wanted: bool) -> None:
-    """One of the resource's plugin files in the plugins folder exactly while it is wanted: root's, readable
-    by the service group (every component imports it), written through the folder's fd."""
-    path = s.plugins_dir / name
-    if not wanted:
+def install_plugin(s: Settings, plugin: Plugin) -> None:
+    """One plugin stub in the plugins folder exactly while it is wanted: root's, readable by the service
+    group (every component imports it), written through the folder's fd."""
+    path = s.plugins_dir / plugin.file
+    if not plugin.wanted(s):
         safe_files.remove(path)
         return
-    safe_files.write_file(path, source, 0o640, -1, s.plugins_dir.stat().st_gid)
+    safe_files.write_file(path, plugin.source(), 0o640, -1, s.plugins_dir.stat().st_gid)
+
+
+def install_all(s: Settings, who: system.RunAs) -> None:
+    if s.alert_webhook_url:
+        system.make_dir(s.alerts_dir, who, 0o750)  # the listener's spool: the service user's (home_layout's table)
+    for plugin in PLUGINS:
+        install_plugin(s, plugin)

@@ -9,6 +9,7 @@ import xmlrpc.client
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from airflow_resource import audit
 from airflow_resource import printer
 from airflow_resource.config import airflow_config
 from airflow_resource.config import secrets as secrets_mod
@@ -71,9 +72,7 @@ def write_configs(st: Stack) -> None:
     secrets_mod.write_private(s.supervisord_conf, supervisor.render(s, st.comps, users))
     # Private (the alert webhook URL may hold a token) and root's: root commands take settings from it.
     secrets_mod.write_private(s.home / EFFECTIVE_FILE, json.dumps(s.to_json(), indent=2) + "\n")
-    plugins.install_alert_plugin(s, st.who)
-    plugins.install_disk_plugin(s)
-    plugins.install_headers_plugin(s)
+    plugins.install_all(s, st.who)
 
 
 def launch_supervisord(st: Stack) -> None:
@@ -172,6 +171,7 @@ def start(s: Settings, timeout: float, wait: bool = True) -> Stack:
     oneoffs.restore_unacked_tasks(st)
     # Before the servers: the api-server and this one-off process would both sync FAB's roles.
     oneoffs.create_admin(st)
+    audit.flush_pending(st)  # the resource's actions recorded while the database was down (a restore)
     # Group by group (the api-server's two workers already keep both cores busy while it starts;
     # Flower must find the Celery workers up, it does not see them arrive later). While the rest
     # starts, every api-server worker builds its Execution API, which the first task would wait for.

@@ -1,0 +1,212 @@
+"""Airflow plugin of the resource: login protection and failed logins in the event log.
+
+Installed as `<plugins>/resource_login_guard.py`, which imports this module; Airflow 3 adds a plugin's
+`fastapi_root_middlewares` to the api-server's app (airflow.api_fastapi.app.init_plugins), in front of
+every route. This middleware looks only at login attempts: POST /auth/token and /auth/token/cli (the
+FAB auth manager's FastAPI routes, which have no rate limit of their own: FAB's `[fab] auth_rate_limited`
+covers only its Flask blueprint) and POST /auth/login/ (the UI's form). It
+- refuses a client past its failures (login_limit.py) with 429 and Retry-After, before the password
+  is checked; the counters are in Redis, so every api-server worker sees the same ones;
+- writes each failed login (`resource.login.failed`, the name tried as owner) and the first refusal of
+  a window (`resource.login.blocked`) into Airflow's event log (the `log` table /api/v2/eventLogs reads)
+  through Airflow's own Log model, in a thread, so the event loop does not wait on the database.
+Every other request passes untouched. Nothing here may break a login: a Redis or database error is
+logged and the attempt goes ahead (fail open: the password check still applies).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import urllib.parse
+from typing import Any
+
+from airflow.plugins_manager import AirflowPlugin
+
+from airflow_resource.in_airflow import login_limit
+
+log = logging.getLogger(__name__)
+MAX_BODY = 64 * 1024  # a login is a few hundred bytes; a larger body passes through unread
+NAME_CHARS = 100
+FAILED, BLOCKED = "resource.login.failed", "resource.login.blocked"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def username_of(body: bytes, content_type: str) -> str:
+    """The user name a login tried (JSON body of the token routes, or the UI's form), cut and cleaned:
+    it is the client's text, written into the event log."""
+    name: Any = ""
+    try:
+        if "json" in content_type:
+            data = json.loads(body or b"{}")
+            name = data.get("username", "") if isinstance(data, dict) else ""
+        else:
+            name = urllib.parse.parse_qs(body.decode("utf-8", "replace")).get("username", [""])[0]
+    except ValueError:
+        name = ""
+    return _CONTROL.sub("?", str(name))[:NAME_CHARS]
+
+
+def route_of(path: str) -> str:
+    return "ui-form" if login_limit.FORM_PATH.search(path) else path.rsplit("/auth/", 1)[-1]
+
+
+def write_event(event: str, owner: str, extra: dict[str, Any]) -> None:
+    """One row in Airflow's event log, through its own model and session (the api-server's metadata DSN)."""
+    from airflow.models.log import Log
+    from airflow.utils.session import create_session
+
+    try:
+        with create_session() as session:
+            session.add(Log(event=event, owner=owner or None, owner_display_name=owner or None,
+                            extra=json.dumps(extra, sort_keys=True)))
+    except Exception:  # noqa: BLE001 - see the module docstring
+        log.warning("apache-airflow resource: could not record %s in the event log", event, exc_info=True)
+
+
+class RedisWindow:
+    """The per-client windows in Redis (login_limit.TAKE_SLOT_LUA), one client per api-server worker."""
+
+    def __init__(self, url: str, limit: login_limit.Limit) -> None:
+        self.url, self.limit = url, limit
+        self._redis: Any = None
+        self._script: Any = None
+
+    def _client(self) -> Any:
+        if self._redis is None:
+            import redis.asyncio
+
+            self._redis = redis.asyncio.Redis.from_url(self.url, socket_timeout=1, socket_connect_timeout=1)
+            self._script = self._redis.register_script(login_limit.TAKE_SLOT_LUA)
+        return self._redis
+
+    async def take(self, client: str) -> tuple[int, int]:
+        self._client()
+        taken, ttl = await self._script(keys=[login_limit.KEY_PREFIX + client], args=[self.limit.window_s])
+        return int(taken), login_limit.retry_after(int(ttl))
+
+    async def give_back(self, client: str) -> None:
+        await self._client().decr(login_limit.KEY_PREFIX + client)
+
+
+class _MemoryWindow:
+    """The fallback when no Redis is configured: per worker, so per process, but still a limit."""
+
+    def __init__(self, limit: login_limit.Limit) -> None:
+        self._w = login_limit.MemoryWindow(limit)
+
+    async def take(self, client: str) -> tuple[int, int]:
+        return self._w.take(client)
+
+    async def give_back(self, client: str) -> None:
+        self._w.give_back(client)
+
+
+class LoginGuardMiddleware:
+    """A plain ASGI middleware: only POSTs to the login routes are read (their small body buffered and
+    replayed to the app); nothing else is touched."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.limit = login_limit.from_env()
+        url = os.environ.get(login_limit.REDIS_URL_ENV, "")
+        self.window: Any = RedisWindow(url, self.limit) if url else _MemoryWindow(self.limit)
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope.get("type") != "http" or not login_limit.is_login(scope.get("method", ""), scope.get("path", "")):
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        client = (scope.get("client") or ("unknown", 0))[0]
+        taken = 0
+        if self.limit.enabled:
+            try:
+                taken, left = await self.window.take(client)
+            except Exception:  # noqa: BLE001 - fail open, see the module docstring
+                log.warning("apache-airflow resource: login limit unavailable; attempt let through", exc_info=True)
+                taken = 0
+            if taken and login_limit.blocked(self.limit, taken):
+                if login_limit.first_block(self.limit, taken):
+                    await _in_thread(write_event, BLOCKED, "", {
+                        "client": client, "route": route_of(path), "max_failures": self.limit.max_failures,
+                        "window_seconds": self.limit.window_s, "retry_after": left})
+                await _refuse(send, path, left)
+                return
+        body, receive = await _buffered(receive)
+        seen: dict[str, Any] = {}
+
+        async def watch(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                seen["status"] = message["status"]
+                seen["location"] = next((v.decode("latin-1") for k, v in message.get("headers", [])
+                                         if k.lower() == b"location"), "")
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        finally:
+            result = login_limit.outcome(path, seen.get("status", 0), seen.get("location", ""))
+            await self._settle(scope, path, client, body, result, taken)
+
+    async def _settle(self, scope: dict, path: str, client: str, body: bytes | None, result: str, taken: int) -> None:
+        if result != "failed" and taken:
+            try:
+                await self.window.give_back(client)
+            except Exception:  # noqa: BLE001
+                log.warning("apache-airflow resource: could not update the login limit", exc_info=True)
+        if result == "failed":
+            headers = dict(scope.get("headers") or [])
+            name = username_of(body or b"", headers.get(b"content-type", b"").decode("latin-1"))
+            extra: dict[str, Any] = {"client": client, "route": route_of(path), "reason": "invalid credentials"}
+            if self.limit.enabled and taken:
+                extra.update(failures=taken, max_failures=self.limit.max_failures)
+            await _in_thread(write_event, FAILED, name, extra)
+
+
+async def _in_thread(func: Any, *args: Any) -> None:
+    import asyncio
+
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, func, *args)
+    except Exception:  # noqa: BLE001
+        log.warning("apache-airflow resource: could not record a login event", exc_info=True)
+
+
+async def _buffered(receive: Any) -> tuple[bytes | None, Any]:
+    """The request body (None when over MAX_BODY: then unread) and a receive that replays it."""
+    messages, size = [], 0
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            break
+        size += len(message.get("body", b""))
+        if not message.get("more_body") or size > MAX_BODY:
+            break
+    body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request")
+    pending = list(messages)
+
+    async def replay() -> dict:
+        return pending.pop(0) if pending else await receive()
+
+    return (None if size > MAX_BODY else body), replay
+
+
+async def _refuse(send: Any, path: str, left: int) -> None:
+    text = f"Too many failed logins from this address: try again in {left} s"
+    if login_limit.FORM_PATH.search(path):
+        body, ctype = text.encode(), b"text/plain; charset=utf-8"
+    else:
+        body, ctype = json.dumps({"detail": text}).encode(), b"application/json"
+    await send({"type": "http.response.start", "status": login_limit.TOO_MANY,
+                "headers": [(b"content-type", ctype), (b"retry-after", str(left).encode()),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class ResourceLoginGuardPlugin(AirflowPlugin):
+    name = "apache_airflow_resource_login_guard"
+    fastapi_root_middlewares = [{"middleware": LoginGuardMiddleware, "args": [], "kwargs": {},
+                                 "name": "apache-airflow resource: login limit and failed logins in the event log"}]
