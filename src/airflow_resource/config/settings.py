@@ -7,10 +7,8 @@ callers need one module.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
-import stat
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,9 +18,9 @@ from airflow_resource.errors import CommandError
 from airflow_resource.config.settings_table import (  # noqa: F401  (re-exported for callers)
     AIRFLOW_TABLE, BY_NAME, ENV_PREFIX, PORT_SETTINGS, SETTINGS, UNSAFE_PATH_CHARS, WILDCARD_HOSTS, Setting, coerce,
 )
+from airflow_resource.config.effective_file import EFFECTIVE_FILE, load as load_effective  # noqa: F401
 
 CONFIG_FILE_NAME = "resource.toml"
-EFFECTIVE_FILE = "run/effective.json"  # settings of the stack that is running (root's, 0600)
 # The running stack's settings for a daemon that needs them (the backup schedule): through its env file,
 # since the effective file is root's.
 SETTINGS_ENV = ENV_PREFIX + "RUNNING_SETTINGS"
@@ -326,55 +324,6 @@ def _recorded_venv(home: Path) -> Path | None:
     from airflow_resource.config import pinned_sets
 
     return pinned_sets.recorded_venv(home)
-
-
-def load_effective(home: Path) -> dict[str, Any] | None:
-    """Settings the running stack was started with, so status/logs see the real ports; None when there
-    is no such file. A damaged one is an error: guessing the ports from today's settings would probe,
-    stop or scale the wrong processes. Under root, a file another user can write (or a link) is refused:
-    it would name the venv, users and folders the next root command works with."""
-    path = home / EFFECTIVE_FILE
-    try:
-        if os.geteuid() == 0:
-            from airflow_resource import safe_files
-
-            fd = safe_files.open_dir(path.parent)
-            try:
-                st = os.stat(path.name, dir_fd=fd, follow_symlinks=False)
-            finally:
-                os.close(fd)
-            if st.st_uid != 0 or st.st_mode & 0o022 or not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
-                raise CommandError(
-                    f"the running stack's settings file {path} is not a plain file only root can write (owner uid "
-                    f"{st.st_uid}, mode {stat.S_IMODE(st.st_mode):o}): root takes no settings from a file "
-                    "another user can write", f"remove it (rm {path}); `./cli.sh manage stop --force` then "
-                    "`./cli.sh manage start` write it anew")
-        text = path.read_text()
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise _damaged(path, str(exc)) from None
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        line = f":{exc.lineno}" if isinstance(exc, json.JSONDecodeError) else ""
-        raise _damaged(path, str(exc), line) from None
-    if not isinstance(data, dict):
-        raise _damaged(path, f"a JSON object was expected, found {type(data).__name__}")
-    for name, value in data.items():
-        if name in BY_NAME and name != "home":
-            try:
-                coerce(BY_NAME[name], value, "")  # a wrong type is damage too
-            except CommandError:
-                raise _damaged(path, f"{name} is {value!r}") from None
-    return data
-
-
-def _damaged(path: Path, why: str, line: str = "") -> CommandError:
-    return CommandError(
-        f"the running stack's settings file {path}{line} is damaged ({why}); its ports and workers are unknown",
-        "`./cli.sh manage stop` stops the stack without it (and removes it); "
-        "`./cli.sh manage start` then writes it anew")
 
 
 def from_json(data: Mapping[str, Any]) -> Settings:
