@@ -77,6 +77,8 @@ RULES: dict[str, Rule] = {
     "logs": Rule("in the CLI, as root or the operator", own=ANY, third_party=True),
     "backup": Rule("in the CLI and the backup daemon", own=ANY, third_party=True),
     "bench": Rule("in the CLI (`bench`)", own=ANY, third_party=True),
+    # Users, roles and teams through the FAB auth manager's REST API: the CLI (and `content add --team`).
+    "access": Rule("in the CLI, as root or the operator", own=ANY, third_party=True),
     "daemons": Rule("in our supervised daemons, as the service user (the backup schedule as root)", own=ANY,
                     third_party=True),
     "in_airflow": IN_AIRFLOW,

@@ -20,7 +20,7 @@ def cmd_add(args: argparse.Namespace) -> int:
     if not source:
         raise CommandError("content add needs --file PATH", "e.g. `./cli.sh content add --file my_dag.py`")
     files.add(s, Path(source), args.name, args.force, wait=not args.no_wait,
-                timeout=args.timeout or files.REGISTER_TIMEOUT_S)
+                timeout=args.timeout or files.REGISTER_TIMEOUT_S, team=args.team)
     return 0
 
 
