@@ -181,8 +181,19 @@ def _membership(s: Settings, team: str, username: str, join: bool) -> None:
         raise CommandError(f"{role} is {username}'s only role", f"give another first: `./cli.sh users set-roles "
                            f"{username} Viewer` (or remove the user)")
     users.put_roles(api, username, roles)
+    if join:
+        _warn_wider(api, username, [r for r in roles if r != role])
     done(f"teams.{'add' if join else 'remove'}-user",
          f"{username} {'joined' if join else 'left'} team {team}", team=team, user=username)
+
+
+def _warn_wider(api: FabAPI, username: str, others: list[str]) -> None:
+    """A role that reads every DAG (Viewer, User, Op, Admin) makes the team no limit for this user."""
+    wide = [r["name"] for r in api.items("/roles", "roles")
+            if r["name"] in others and ("can_read", "DAGs") in pairs(r)]
+    if wide:
+        printer.warn(f"{username} also has {', '.join(wide)}, which read(s) every DAG: the team limits nothing "
+                     f"until `./cli.sh users set-roles {username} <roles without it>`")
 
 
 def add_user(s: Settings, team: str, username: str) -> None:
