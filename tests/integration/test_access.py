@@ -19,7 +19,7 @@ from tests.integration.test_stack import _run_dag
 pytestmark = pytest.mark.integration
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "access"
-TEAMS = {"alpha": ("alice", "Alice-tulip-granite-42"), "beta": ("bob", "Bob-orbit-canyon-77")}
+TEAMS = {"alpha": ("alice", "Tulip-granite-42-moss"), "beta": ("bob", "Orbit-canyon-77-fern")}
 REFUSED = (403, 404)
 
 
@@ -205,7 +205,7 @@ def test_weak_passwords_and_bad_names_are_refused_and_change_nothing(stack, worl
 
 def test_set_password_from_a_file_and_a_custom_role(stack, world, tmp_path):
     user, old = TEAMS["beta"]
-    new = "Bob-new-harbour-58"
+    new = "Harbour-new-58-lake"
     f = tmp_path / "pw"
     f.write_text(new + "\n")
     ok(stack.cli("users", "set-password", user, "--password-file", str(f)))
