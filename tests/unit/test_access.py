@@ -268,6 +268,20 @@ def test_sync_sets_each_team_role_exactly_and_leaves_other_roles_alone(fab):
     assert fake.writes == []
 
 
+def test_teams_list_tells_whether_each_role_is_in_sync(fab):
+    s, fake = fab
+    fake.roles["team-alpha"] = set()
+    fake.roles["team-beta"] = set()
+    teams.sync(s)
+    listed = {t["team"]: t for t in teams.list_teams(s)}
+    assert listed["alpha"]["dags"] == ["a_etl", "a_zip"] and listed["alpha"]["in_sync"]
+    fake.dags.append({"dag_id": "b_new", "relative_fileloc": "teams/beta/b_new.py"})
+    fake.resources.add("DAG:b_new")
+    listed = {t["team"]: t for t in teams.list_teams(s)}
+    assert listed["alpha"]["in_sync"] and not listed["beta"]["in_sync"]
+    assert listed["beta"]["folder"] == str(s.dags_dir / "teams" / "beta")
+
+
 def test_teams_add_makes_the_folder_and_the_role_and_refuses_a_duplicate(fab):
     s, fake = fab
     teams.add(s, "alpha")

@@ -207,13 +207,13 @@ def remove_user(s: Settings, team: str, username: str) -> None:
 def list_teams(s: Settings) -> list[dict[str, Any]]:
     api = fab_api(s)
     st = _state(api, s)
-    _wanted, owned, pending = derive(st["base"], st["dags"], st["teams"], s.dags_dir, st["known"])
+    _wanted, owned, _pending = derive(st["base"], st["dags"], st["teams"], s.dags_dir, st["known"])
     members: dict[str, list[str]] = {}
     for u in api.items("/users", "users"):
         for r in u.get("roles") or []:
             members.setdefault(r["name"], []).append(u["username"])
-    granted = {t: sorted(r[len(DAG_PREFIX):] for _a, r in pairs(st["roles"][role_name(t)])
-                         if r.startswith(DAG_PREFIX)) for t in st["teams"]}
+    granted = {t: sorted({r[len(DAG_PREFIX):] for _a, r in pairs(st["roles"][role_name(t)])
+                          if r.startswith(DAG_PREFIX)}) for t in st["teams"]}
     return [{"team": t, "role": role_name(t), "folder": str(folder(s, t)), "dags": owned[t],
-             "in_sync": granted[t] == owned[t] and not pending,
+             "in_sync": granted[t] == owned[t],
              "users": sorted(members.get(role_name(t), []))} for t in st["teams"]]
