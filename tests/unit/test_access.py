@@ -19,7 +19,7 @@ from airflow_resource.errors import EXIT_ALREADY, AlreadySo, CommandError
 pytestmark = pytest.mark.unit
 
 STRONG = "tulip-Granite-7-orbit"
-USER_ROLE = [("can_read", "DAGs"), ("can_edit", "DAGs"), ("can_delete", "DAGs"), ("can_access_menu", "DAGs"),
+USER_ROLE = [("can_read", "DAGs"), ("can_edit", "DAGs"), ("can_delete", "DAGs"), ("menu_access", "DAGs"),
              ("can_read", "DAG Runs"), ("can_create", "DAG Runs"), ("can_read", "Task Logs"), ("can_read", "XComs"),
              ("can_create", "Assets"), ("can_read", "Assets"), ("can_read", "DAG:legacy")]
 
@@ -240,7 +240,7 @@ def test_a_dags_team_is_the_folder_under_teams(tmp_path):
 def test_a_team_role_is_user_without_rights_on_every_dag_plus_its_own_dags(tmp_path):
     base = teams.base_permissions(USER_ROLE)
     assert not {("can_read", "DAGs"), ("can_edit", "DAGs"), ("can_delete", "DAGs"), ("can_create", "Assets")} & base
-    assert ("can_access_menu", "DAGs") in base and ("can_read", "XComs") in base
+    assert ("menu_access", "DAGs") in base and ("can_read", "XComs") in base
     assert not any(r.startswith("DAG:") for _a, r in base)
     dags = FakeFab(dags=[]).dags + [{"dag_id": "a1", "relative_fileloc": "teams/alpha/a1.py"},
                                     {"dag_id": "b1", "relative_fileloc": "teams/beta/b1.py"},
