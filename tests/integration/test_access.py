@@ -21,6 +21,8 @@ pytestmark = pytest.mark.integration
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "access"
 TEAMS = {"alpha": ("alice", "Tulip-granite-42-moss"), "beta": ("bob", "Orbit-canyon-77-fern")}
 REFUSED = (403, 404)
+UI_TIMEOUT_MS = 60_000
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "access"
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +151,16 @@ def test_a_team_user_sees_only_the_teams_dag_in_chromium(stack, world):
             page.set_default_timeout(60_000)
             login(page, stack.api, user, password)
             page.goto(f"{stack.api}/dags")
-            sync_api.expect(page.get_by_role("link", name="access_alpha", exact=True)).to_be_visible()
+            try:  # a loaded machine can take seconds to answer the list
+                sync_api.expect(page.get_by_role("link", name="access_alpha", exact=True)).to_be_visible(
+                    timeout=UI_TIMEOUT_MS)
+            except AssertionError as exc:
+                shot = ARTIFACTS / "team-dag-list.png"
+                shot.parent.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(shot))
+                rest = as_user(stack, world["tokens"]["alpha"], "GET", "/dags").json()
+                raise AssertionError(f"{exc}\nscreenshot: {shot}\nthe REST API lists for {user}: "
+                                     f"{[d['dag_id'] for d in rest['dags']]}") from None
             assert page.get_by_role("link", name="access_beta", exact=True).count() == 0
             assert page.get_by_role("link", name="example_etl", exact=True).count() == 0
             assert "access_beta" not in page.content()

@@ -381,3 +381,15 @@ def test_roles_add_and_grant(fab):
         roles.add(s, "ops", None)
     assert len(fake.writes) == n
 
+
+
+def test_content_remove_takes_the_entry_in_a_teams_folder_never_the_folder(make_settings, tmp_path):
+    from airflow_resource.dags import files
+
+    s = make_settings(dags_dir=str(tmp_path / "dags"))
+    d = s.dags_dir
+    assert files._file_in_dags_dir(s, d / "teams" / "alpha" / "etl.py") == d / "teams" / "alpha" / "etl.py"
+    assert files._file_in_dags_dir(s, d / "teams" / "alpha" / "pkg" / "sub" / "x.py") == d / "teams" / "alpha" / "pkg"
+    assert files._file_in_dags_dir(s, d / "teams" / "alpha" / "b.zip" / "x.py") == d / "teams" / "alpha" / "b.zip"
+    assert files._file_in_dags_dir(s, d / "plain.py") == d / "plain.py"
+    assert files._destination(s, tmp_path / "etl.py", None, d / "teams" / "alpha") == d / "teams" / "alpha" / "etl.py"
