@@ -239,7 +239,8 @@ def test_a_dags_team_is_the_folder_under_teams(tmp_path):
 
 def test_a_team_role_is_user_without_rights_on_every_dag_plus_its_own_dags(tmp_path):
     base = teams.base_permissions(USER_ROLE)
-    assert not {("can_read", "DAGs"), ("can_edit", "DAGs"), ("can_delete", "DAGs"), ("can_create", "Assets")} & base
+    assert not {("can_read", "DAGs"), ("can_edit", "DAGs"), ("can_delete", "DAGs"), ("can_create", "Assets"),
+                ("can_read", "Assets")} & base
     assert ("menu_access", "DAGs") in base and ("can_read", "XComs") in base
     assert not any(r.startswith("DAG:") for _a, r in base)
     dags = FakeFab(dags=[]).dags + [{"dag_id": "a1", "relative_fileloc": "teams/alpha/a1.py"},

@@ -1,8 +1,7 @@
 """Teams: DAG-level isolation with the FAB auth manager's own per-DAG permissions (`./cli.sh teams ...`).
 
 A team NAME is a FAB role `team-NAME` and a folder `<dags>/teams/NAME/`. The role is FAB's User role
-without its rights on every DAG (and without creating asset events, which would trigger other teams'
-asset-scheduled DAGs), plus can_read and can_edit on `DAG:<dag_id>` for each DAG whose file is in the
+without its rights on every DAG and on assets (FAB cannot limit those to a team's), plus can_read and can_edit on `DAG:<dag_id>` for each DAG whose file is in the
 team's folder. FAB's checks then keep a team's users to their DAGs in the REST API and the UI: the
 list, the DAG, its runs (trigger, clear), task instances, logs and XComs all need the DAG's own
 permission. `sync` derives every team role again from where the DAGs are; `content add --team` runs it.
@@ -28,9 +27,11 @@ TEAMS_DIR = "teams"
 DAGS_BUNDLE = "dags-folder"
 BASE_ROLE = "User"
 DAG_PREFIX, DAG_RUN_PREFIX = "DAG:", "DAG Run:"
-# What a team role does not take from User: the rights on every DAG, and asset events (FAB has no
-# per-asset rights, and an event would trigger other teams' DAGs scheduled on that asset).
-DROPPED = frozenset({("can_read", "DAGs"), ("can_edit", "DAGs"), ("can_delete", "DAGs"), ("can_create", "Assets")})
+# What a team role does not take from User: the rights on every DAG, and assets. FAB has no per-asset
+# rights: reading them shows every DAG's asset events (their source DAG, run and extra), and creating one
+# triggers any team's DAGs scheduled on that asset.
+DROPPED = frozenset({("can_read", "DAGs"), ("can_edit", "DAGs"), ("can_delete", "DAGs")})
+DROPPED_RESOURCES = frozenset({"Assets", "Asset Aliases"})
 PER_DAG = ("can_read", "can_edit")  # see, trigger, clear, pause; deleting a DAG stays the operator's
 
 
@@ -66,8 +67,8 @@ def team_of(dag: dict[str, Any], dags_dir: Path) -> str | None:
 
 def base_permissions(user_role: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
     """A team role's permissions before its DAGs: FAB's User role less every right on all DAGs."""
-    return {(a, r) for a, r in user_role
-            if (a, r) not in DROPPED and not r.startswith((DAG_PREFIX, DAG_RUN_PREFIX))}
+    return {(a, r) for a, r in user_role if (a, r) not in DROPPED and r not in DROPPED_RESOURCES
+            and not r.startswith((DAG_PREFIX, DAG_RUN_PREFIX))}
 
 
 def derive(base: set[tuple[str, str]], dags: list[dict[str, Any]], teams: Iterable[str], dags_dir: Path,
