@@ -43,6 +43,7 @@ def read(username: str, password_file: str | None, from_stdin: bool) -> str:
         password = _one_line(sys.stdin.read(MAX_BYTES + 1), "standard input")
     elif sys.stdin.isatty():
         password = getpass.getpass(f"new password for {username}: ")
+        passwords.check(password, username)  # before asking again
         if getpass.getpass("again: ") != password:
             raise CommandError("the two passwords differ", "run the command again")
     else:

@@ -28,9 +28,8 @@ def protected(s: Settings) -> dict[str, str]:
 def refuse_protected(s: Settings, username: str, what: str) -> None:
     why = protected(s).get(username)
     if why:
-        raise CommandError(f"{username} is {why}: not changed by `users {what}`",
-                           "make another user for people; the admin's password changes with the resource's "
-                           "secrets")
+        raise CommandError(f"{username} is {why}: not changed by `{what}`",
+                           "the resource keeps this user as it is; make another one with `./cli.sh users add`")
 
 
 def role_names(api: FabAPI) -> list[str]:
@@ -87,7 +86,7 @@ def list_users(s: Settings) -> list[dict[str, Any]]:
 
 def remove(s: Settings, username: str) -> None:
     names.user(username)
-    refuse_protected(s, username, "remove")
+    refuse_protected(s, username, "users remove")
     api = fab_api(s)
     get(api, username)
     api.delete(f"/users/{q(username)}")
@@ -96,7 +95,7 @@ def remove(s: Settings, username: str) -> None:
 
 def set_password(s: Settings, username: str, password_source: Any) -> None:
     names.user(username)
-    refuse_protected(s, username, "set-password")
+    refuse_protected(s, username, "users set-password")
     api = fab_api(s)
     get(api, username)
     password = password_source(username)
@@ -107,7 +106,7 @@ def set_password(s: Settings, username: str, password_source: Any) -> None:
 
 def set_roles(s: Settings, username: str, roles: list[str]) -> None:
     names.user(username)
-    refuse_protected(s, username, "set-roles")
+    refuse_protected(s, username, "users set-roles")
     if not roles:
         raise CommandError("set-roles needs at least one role", "e.g. `./cli.sh users set-roles jane Viewer`")
     api = fab_api(s)
