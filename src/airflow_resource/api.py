@@ -19,6 +19,8 @@ RETRY_PAUSE_S = 1.0
 
 
 class AirflowAPI:
+    PREFIX = "/api/v2"  # where request() paths start (the FAB auth manager's API: access/client.py)
+
     def __init__(self, base_url: str, username: str, password: str, timeout: float = TIMEOUT_S,
                  ca_file: str | None = None):
         self.base = base_url.rstrip("/")
@@ -70,7 +72,7 @@ class AirflowAPI:
         attempts = GET_ATTEMPTS if method == "GET" else 1
         for attempt in range(1, attempts + 1):
             try:
-                r = self.session.request(method, f"{self.base}/api/v2{path}", headers=headers,
+                r = self.session.request(method, f"{self.base}{self.PREFIX}{path}", headers=headers,
                                          timeout=self.timeout, **kw)
                 break
             except requests.exceptions.SSLError as exc:

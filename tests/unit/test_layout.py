@@ -79,6 +79,8 @@ RULES: dict[str, Rule] = {
     "bench": Rule("in the CLI (`bench`)", own=ANY, third_party=True),
     # The audit trail: the CLI's commands record their actions (any package of the CLI's side may call it).
     "audit": Rule("in the CLI, as root or the operator", own=ANY, third_party=True),
+    # Users, roles and teams through the FAB auth manager's REST API: the CLI (and `content add --team`).
+    "access": Rule("in the CLI, as root or the operator", own=ANY, third_party=True),
     "daemons": Rule("in our supervised daemons, as the service user (the backup schedule as root)", own=ANY,
                     third_party=True),
     "in_airflow": IN_AIRFLOW,

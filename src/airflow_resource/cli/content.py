@@ -21,9 +21,9 @@ def cmd_add(args: argparse.Namespace) -> int:
     if not source:
         raise CommandError("content add needs --file PATH", "e.g. `./cli.sh content add --file my_dag.py`")
     with audit.action(s, audit.CONTENT_ADD, file=str(Path(source).absolute()), name=args.name,
-                      force=args.force) as extra:
+                      force=args.force, team=args.team) as extra:
         dag_ids = files.add(s, Path(source), args.name, args.force, wait=not args.no_wait,
-                            timeout=args.timeout or files.REGISTER_TIMEOUT_S)
+                            timeout=args.timeout or files.REGISTER_TIMEOUT_S, team=args.team)
         extra.update(dag_ids=dag_ids, dag_id=dag_ids[0] if len(dag_ids) == 1 else None)
     return 0
 

@@ -176,6 +176,7 @@ CONTENT = Group("content", "DAG files and runs: add, list, get, remove, execute"
         Arg("path", nargs="?", metavar="FILE", help="the same as --file"),
         Arg("--file", help="a .py file, a folder of DAG files or a .zip bundle"),
         Arg("--name", help="the file name in the dags folder"),
+        Arg("--team", metavar="TEAM", help="into the team's folder dags/teams/TEAM/ (`./cli.sh teams add`)"),
         Arg("--type", help="accepted for the contract (dag)"),
         FORCE.but(help="replace an existing file"),
         Arg("--no-wait", action="store_true", help="do not wait for the DAG processor"),
@@ -229,6 +230,41 @@ BENCH = Action("bench", "benchmark a fresh stack in a temporary home: starts, la
                    Arg("--baseline", action="store_true", help="then run the same workloads against `airflow "
                        "standalone` from the same venv and show the ratio")))
 
+_USER = Arg("username", nargs="?", metavar="USER", help="the user name")
+_PASSWORD = (Arg("--password-file", metavar="FILE", exclusive="password",
+                 help="read the password from the first line of FILE (default: ask twice on the terminal)"),
+             Arg("--password-stdin", action="store_true", exclusive="password",
+                 help="read the password from standard input"))
+_TEAM = Arg("team", metavar="TEAM", help="the team name")
+USERS = Group("users", "UI/REST users of the FAB auth manager: add, list, remove, set-password, set-roles", (
+    Action("add", "add a user (the password is asked, or read from a file or stdin)", "users:cmd_users_add", (
+        _USER, Arg("--role", action="append", metavar="ROLE", help="a role (repeatable; default Viewer)"),
+        Arg("--email", help="default USER@localhost"), Arg("--first-name"), Arg("--last-name"), *_PASSWORD)),
+    Action("list", "users and their roles", "users:cmd_users_list", formats("text", "json")),
+    Action("remove", "remove a user", "users:cmd_users_remove", (_USER,)),
+    Action("set-password", "change a user's password (ends the user's sessions)", "users:cmd_users_set_password",
+           (_USER, *_PASSWORD)),
+    Action("set-roles", "give a user exactly these roles", "users:cmd_users_set_roles", (
+        _USER, Arg("roles", nargs="*", metavar="ROLE", help="the roles, e.g. Viewer team-analytics"))),
+))
+ROLES = Group("roles", "FAB roles: list, add, grant a permission", (
+    Action("list", "roles, their users and permissions (json: every permission)", "users:cmd_roles_list",
+           formats("text", "json")),
+    Action("add", "add a role, empty or a copy of another", "users:cmd_roles_add", (
+        Arg("name", metavar="ROLE"), Arg("--copy-from", metavar="ROLE", help="start from this role's permissions"))),
+    Action("grant", "grant a role one permission, e.g. can_read Connections", "users:cmd_roles_grant", (
+        Arg("name", metavar="ROLE"), Arg("permission", metavar="ACTION", help="e.g. can_read, can_edit"),
+        Arg("resource", metavar="RESOURCE", help="e.g. Connections, or DAG:<dag_id> (quote names with spaces)"))),
+))
+TEAMS = Group("teams", "DAG-level isolation: a role team-NAME and a DAG folder dags/teams/NAME/ per team", (
+    Action("add", "add a team: its role and DAG folder", "users:cmd_teams_add", (_TEAM,)),
+    Action("list", "teams, their DAGs and users", "users:cmd_teams_list", formats("text", "json")),
+    Action("remove", "remove a team's role (its DAGs stay, the admin's alone)", "users:cmd_teams_remove", (_TEAM,)),
+    Action("add-user", "put a user in a team", "users:cmd_teams_add_user", (_TEAM, _USER)),
+    Action("remove-user", "take a user out of a team", "users:cmd_teams_remove_user", (_TEAM, _USER)),
+    Action("sync", "derive every team's permissions again from its DAG folder", "users:cmd_teams_sync"),
+))
+
 TEST_PHASES = {"smoke": "the quick checks of a running stack", "integration": "the commands against a real stack",
                "unit": "no stack needed", "e2e": "the UI in a browser", "all": "unit, smoke, integration and e2e",
                "long": "faults, a second stack, the standalone baseline"}
@@ -249,5 +285,5 @@ AUDIT = Action("audit", "Airflow's event log: the resource's actions, failed log
 COMMANDS: tuple[Command, ...] = (
     Action("help", "show usage, examples and the default configuration", "info:cmd_help"),
     Action("info", "what this resource is (config/runtime.json)", "info:cmd_info", formats("text", "json")),
-    MANAGE, STATUS, LOGS, CREDENTIALS, CONTENT, DAGS, BACKUP, AUDIT, BENCH, TEST,
+    MANAGE, STATUS, LOGS, CREDENTIALS, CONTENT, DAGS, BACKUP, AUDIT, BENCH, TEST, USERS, ROLES, TEAMS,
 )

@@ -11,6 +11,7 @@ import base64
 import os
 import re
 import secrets as _random
+import string
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Mapping
@@ -22,8 +23,16 @@ from airflow_resource.config.settings import ENV_PREFIX
 SECRET_FILE_MODE = 0o600
 
 
+# Generated passwords and keys: letters and digits only, so safe unquoted in a shell, in a URL's user info
+# and as a command-line argument (a leading "-" made `airflowctl auth login --password $PW` take it for a
+# flag); a letter first. 32 characters of 62: 190 bits (tests/unit/test_passwords.py holds it >= 128).
+TOKEN_ALPHABET = string.ascii_letters + string.digits
+TOKEN_LENGTH = 32
+
+
 def _token() -> str:
-    return _random.token_urlsafe(24)
+    return _random.choice(string.ascii_letters) + "".join(
+        _random.choice(TOKEN_ALPHABET) for _ in range(TOKEN_LENGTH - 1))
 
 
 def _fernet_key() -> str:
@@ -145,11 +154,24 @@ def load(path: Path, environ: Mapping[str, str] | None = None) -> Secrets | None
             f"run: chmod 600 {path}",
         )
     stored = parse_env_file(_checked(path, path.read_text(errors="replace")))
+    _check_override(environ)
     values = {}
     for f in fields(Secrets):
         name = Secrets.env_name(f.name)
         values[f.name] = environ.get(name) or stored.get(name) or GENERATORS[f.name]()
     return Secrets(**values)
+
+
+def _check_override(environ: Mapping[str, str]) -> None:
+    """A password set in the environment for the admin is the operator's choice: hold it to the policy
+    (a generated one passes by construction)."""
+    from airflow_resource.config import passwords
+    from airflow_resource.config.settings import BY_NAME
+
+    name = Secrets.env_name("admin_password")
+    if environ.get(name):
+        admin = environ.get(BY_NAME["admin_user"].env) or BY_NAME["admin_user"].default
+        passwords.check(environ[name], admin, what=name)
 
 
 def ensure(path: Path, environ: Mapping[str, str] | None = None) -> tuple[Secrets, bool]:
@@ -164,6 +186,7 @@ def ensure(path: Path, environ: Mapping[str, str] | None = None) -> tuple[Secret
             kept = {f.name: stored.get(Secrets.env_name(f.name)) or getattr(existing, f.name) for f in fields(Secrets)}
             write_private(path, render_env_file(Secrets(**kept)))
         return existing, False
+    _check_override(environ)
     values = {f.name: environ.get(Secrets.env_name(f.name)) or GENERATORS[f.name]() for f in fields(Secrets)}
     s = Secrets(**values)
     write_private(path, render_env_file(s))

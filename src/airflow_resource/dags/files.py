@@ -19,6 +19,7 @@ from typing import Any, Iterator
 
 from airflow_resource import printer
 from airflow_resource import safe_files
+from airflow_resource.access import teams
 from airflow_resource.api import AirflowAPI, APIError, last_line
 from airflow_resource.config.settings import Settings
 from airflow_resource.dags.restapi import POLL_S, get_dag, latest_run, q, running_api
@@ -32,7 +33,7 @@ DAG_SUFFIXES = (".py", ".zip")
 
 # ---------------------------------------------------------------- add
 
-def _destination(s: Settings, source: Path, name: str | None) -> Path:
+def _destination(s: Settings, source: Path, name: str | None, folder: Path | None = None) -> Path:
     if source.is_dir():
         target = name or source.name
     else:
@@ -41,14 +42,15 @@ def _destination(s: Settings, source: Path, name: str | None) -> Path:
             target += source.suffix
     if "/" in target or target.startswith("."):
         raise CommandError(f"--name {target!r} must be a plain file or folder name", "e.g. --name my_pipeline.py")
-    return s.dags_dir / target
+    return (folder or s.dags_dir) / target
 
 
 def _registered(api: AirflowAPI) -> dict[str, str]:
     return {d["dag_id"]: d.get("fileloc") or "" for d in api.paged("/dags", "dags")}
 
 
-def add(s: Settings, file: Path, name: str | None, force: bool, wait: bool, timeout: float) -> list[str]:
+def add(s: Settings, file: Path, name: str | None, force: bool, wait: bool, timeout: float,
+        team: str | None = None) -> list[str]:
     from airflow_resource.dags import dagcheck
 
     source = file.expanduser().absolute()
@@ -56,9 +58,9 @@ def add(s: Settings, file: Path, name: str | None, force: bool, wait: bool, time
         raise CommandError(f"{source} does not exist", "pass the path of a .py file, a folder or a .zip bundle")
     if source.is_file() and source.suffix not in DAG_SUFFIXES:
         raise CommandError(f"{source.name} is not a DAG file", "pass a .py file, a folder of them or a .zip bundle")
-    dest = _destination(s, source, name)
+    dest = _destination(s, source, name, teams.existing_folder(s, team) if team else None)
     if dest.exists() and not force:
-        raise AlreadySo(f"{dest.name} already exists in {s.dags_dir}", "add --force to replace it")
+        raise AlreadySo(f"{dest.name} already exists in {dest.parent}", "add --force to replace it")
 
     running = handle.is_running(s)
     api = AirflowAPI.for_stack(s) if running else None
@@ -89,6 +91,10 @@ def add(s: Settings, file: Path, name: str | None, force: bool, wait: bool, time
     printer.ok(f"placed {dest}")
     if wait and api:
         _wait_registered(api, dag_ids, placed_at, timeout)
+        if team:  # its DAGs join the team's role
+            teams.sync(s)
+    elif team:
+        printer.info(f"team {team} reaches its new DAG(s) after `./cli.sh teams sync`, once they are parsed")
     elif wait:
         printer.info("the stack is not running: the DAG(s) register when it starts")
     for d in dag_ids:
@@ -270,4 +276,6 @@ def _file_in_dags_dir(s: Settings, fileloc: Path) -> Path | None:
             if parent.suffix == ".zip":
                 return _file_in_dags_dir(s, parent)
         return None
+    if len(rel.parts) > 2 and rel.parts[0] == teams.TEAMS_DIR:  # a team's folder: the entry within it
+        return s.dags_dir.joinpath(*rel.parts[:3])
     return s.dags_dir / rel.parts[0]
