@@ -51,7 +51,7 @@ def test_components_run_as_the_service_user_not_root(running_stack):
 def test_no_secret_on_any_command_line(running_stack):
     creds = running_stack.credentials()
     secrets = [c["auth"]["password"] for c in creds.values() if c["auth"].get("password")]
-    assert len(secrets) == 4 and all(len(s) >= 16 for s in secrets)
+    assert len(secrets) == 5 and all(len(s) >= 16 for s in secrets)  # api, postgres, resource-data, redis, flower
     cmdlines = []
     for p in psutil.process_iter(["cmdline"]):
         cmdlines.append(" ".join(p.info["cmdline"] or []))
@@ -73,7 +73,7 @@ def test_credentials_are_masked_unless_asked(running_stack):
 
     data = json.loads(masked.stdout)
     assert data["resource"] == "apache-airflow" and data["status"] == "running"
-    assert [c["id"] for c in data["connections"]] == ["api", "postgres", "redis", "flower"]
+    assert [c["id"] for c in data["connections"]] == ["api", "postgres", "resource-data", "redis", "flower"]
     assert data["connections"][0]["connection"]["port"] == int(running_stack.env["APACHE_AIRFLOW_API_PORT"])
 
 

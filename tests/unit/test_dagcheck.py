@@ -11,7 +11,6 @@ import dataclasses
 import importlib.util
 import os
 import re
-import sys
 import time
 import uuid
 import zipfile
@@ -22,10 +21,12 @@ import pytest
 
 from airflow_resource.dags import dagcheck
 from airflow_resource.dags import devtest
+from airflow_resource.config.venv import runtime_venv
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "dags"
-PYTHON = Path(sys.executable)
-AIRFLOW_BIN = PYTHON.parent / "airflow"
+# The runtime venv's (tests run from the test venv, which has no `airflow` script of its own)
+PYTHON = runtime_venv() / "bin" / "python"
+AIRFLOW_BIN = runtime_venv() / "bin" / "airflow"
 TIMEOUT_S = 3.0  # Airflow's dagbag_import_timeout in the shared batch (hang.py runs this long)
 
 needs_airflow = pytest.mark.skipif(importlib.util.find_spec("airflow") is None,
