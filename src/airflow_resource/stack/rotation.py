@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 import xmlrpc.client
 from datetime import datetime, timezone
 from typing import Any, Callable
@@ -30,6 +31,7 @@ from airflow_resource.config.secrets import Secrets
 from airflow_resource.errors import AlreadySo, CommandError
 from airflow_resource.stack import components
 from airflow_resource.stack import handle
+from airflow_resource.stack import oneoffs
 from airflow_resource.stack import rotation_plan as plans
 from airflow_resource.stack import rotation_stores as stores
 from airflow_resource.stack import shutdown
@@ -40,6 +42,8 @@ from airflow_resource.stack.components import Component
 from airflow_resource.stack.handle import Stack
 
 DEFAULT_DRAIN_TIMEOUT_S = 3600
+# Tasks retry a failed Execution API call 2-30 s apart (airflow_config.tuning): one heartbeat round.
+HEARTBEAT_WAIT_S = 90
 
 
 def audit_record(result: dict[str, Any]) -> None:
@@ -95,10 +99,22 @@ def _stop(st: Stack, comps: list[Component]) -> None:
 
 
 def _start(st: Stack, comps: list[Component], timeout: float) -> None:
+    """Group by group in start order. After the api-server: its Execution API warmed up (the first request
+    of each worker builds it: 30 s on a loaded machine), and, before a scheduler starts, the running tasks'
+    heartbeats fresh again (a scheduler that finds one silent for its heartbeat timeout fails the task)."""
     deadline = time.monotonic() + timeout
+    names = {c.name for c in comps}
     for group in components.groups(comps):
         startup.start_group(st, group)
         startup.wait_ready(st, group, deadline, " ".join(c.name for c in group))
+        if "api-server" in {c.name for c in group}:
+            back = time.time()
+            oneoffs.warm_execution_api(st.s, deadline)
+            if "scheduler" in names:
+                silent = stores.wait_for_task_heartbeats(st, back, HEARTBEAT_WAIT_S)
+                if silent:
+                    printer.warn(f"{silent} running task(s) did not heartbeat within {HEARTBEAT_WAIT_S} s of the "
+                                 "api-server's return: the scheduler may fail them (retried if they have retries)")
 
 
 def _roll_workers(st: Stack, workers: list[Component], timeout: float, drain_timeout: float) -> None:
@@ -214,13 +230,20 @@ def _apply(s: Settings, plan: plans.Plan, stored: Secrets, progress: Progress, t
         progress.run("secrets.env", "secrets.env and every component's env file hold the new secrets"
                      + (" (Fernet: new,old)" if "fernet" in names else ""), lambda: _write_all(s, st, plan, True))
         if "admin" in names or "postgres" in names:
-            progress.run("admin / resource_postgres", "FAB admin password and connection resource_postgres set",
-                         lambda: stores.set_admin_and_data_connection(st, "postgres" in names))
+            # A one-off of seconds, beside the restart rather than before it: the api-server is not held
+            # down for it, and resource_postgres gets its role's new password at once.
+            oneoff.append(background.submit(
+                progress.run, "admin / resource_postgres", "FAB admin password and connection resource_postgres set",
+                lambda: stores.set_admin_and_data_connection(st, "postgres" in names)))
 
+    oneoff: list[Future] = []
     if holders:
         printer.step(f"restarting {', '.join(c.name for c in holders)} (they hold the rotated secrets)")
-    progress.run("restart", "the holders run with the new secrets",
-                 lambda: progress.restarted.extend(restart(st, holders, timeout, drain_timeout, while_stopped)))
+    with ThreadPoolExecutor(max_workers=1) as background:
+        progress.run("restart", "the holders run with the new secrets",
+                     lambda: progress.restarted.extend(restart(st, holders, timeout, drain_timeout, while_stopped)))
+        for f in oneoff:
+            f.result()
     if "jwt" in names:  # the grace counts from when the issuers stopped signing with the old key
         until = time.time() + plan.jwt_grace_s
         jwks_trust.retire(s.run_dir, plan.old["jwt_private_key"], until)
@@ -257,7 +280,7 @@ def drop_old_jwt_keys(s: Settings, timeout: float) -> dict[str, Any]:
         pending = ", ".join(f"{r['jwk'].get('kid', '')[:12]} until {_iso(r['not_after'])}" for r in retired)
         raise AlreadySo("no retired JWT key past its grace" + (f" (still trusted: {pending})" if pending else ""),
                         "run it again after that time" if pending else None)
-    st = Stack.load(s)
+    st = _stack(s, plans.effective(plans.stored_secrets(s.secrets_file)))
     jwks_trust.write(airflow_config.jwks_file(s), st.sec.jwt_private_key, now)
     api = [c for c in st.comps if c.name == "api-server"]
     restarted = restart(st, api, timeout, 0)

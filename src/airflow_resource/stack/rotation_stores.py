@@ -152,3 +152,30 @@ def drain_worker(broker_url: str, hostname: str, timeout: float) -> int:
             time.sleep(DRAIN_POLL_S)
     finally:
         app.close()
+
+
+def wait_for_task_heartbeats(st: Stack, since: float, timeout: float) -> int:
+    """Wait until every running task instance has heartbeated since `since` (the api-server's return), so
+    the scheduler, started next, does not fail a task whose heartbeats only the restart held up (Airflow
+    fails one silent for [scheduler] task_instance_heartbeat_timeout: 60 s here). Returns those still
+    silent at the timeout."""
+    import datetime
+
+    import psycopg2
+
+    cutoff = datetime.datetime.fromtimestamp(since, datetime.timezone.utc)
+    deadline = time.monotonic() + timeout
+    announced = False
+    while True:
+        with psycopg2.connect(airflow_config.postgres_url(st.s, st.sec, driver="postgresql"),
+                              connect_timeout=CONNECT_TIMEOUT_S) as conn, conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM task_instance WHERE state = 'running' "
+                        "AND (last_heartbeat_at IS NULL OR last_heartbeat_at < %s)", (cutoff,))
+            silent = cur.fetchone()[0]
+        conn.close()
+        if not silent or time.monotonic() > deadline:
+            return silent
+        if not announced:
+            printer.step(f"waiting for {silent} running task(s) to heartbeat again before the scheduler starts")
+            announced = True
+        time.sleep(DRAIN_POLL_S)
