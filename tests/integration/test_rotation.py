@@ -197,7 +197,7 @@ def test_fernet_data_reads_back_and_is_stored_under_the_new_key_only(stack, rota
 def test_connections_round_trip(stack, tmp_path):
     pw = tmp_path / "pw"
     pw.write_text("s3cret-api-key\n")
-    assert _cli(stack, "connections", "add", "rt_http", "--type", "http", "--host", "api.example", "--port", "443",
+    assert _cli(stack, "connections", "add", "rt_http", "--type", "generic", "--host", "api.example", "--port", "443",
                      "--password-file", str(pw)).returncode == 0
     assert _cli(stack, "connections", "add", "rt_pg", "--uri", "postgres://etl@db.example:5432/sales?sslmode=require",
                      "--password-file", "-", input_text="pg-pass\n").returncode == 0
@@ -223,10 +223,11 @@ def test_connections_round_trip(stack, tmp_path):
 
 
 @pytest.mark.parametrize("args, stdin, says", [
-    (("add", "x;rm -rf /", "--type", "http"), None, "not allowed"),
-    (("add", "x' OR '1'='1", "--type", "http"), None, "not allowed"),
+    (("add", "x;rm -rf /", "--type", "generic"), None, "not allowed"),
+    (("add", "x' OR '1'='1", "--type", "generic"), None, "not allowed"),
+    (("add", "no_provider", "--type", "http"), None, "unknown type"),  # the http provider is not installed
     (("add", "bad_type", "--type", "nosuchtype"), None, "unknown type"),
-    (("add", "rt_http", "--type", "http"), None, "already exists"),
+    (("add", "rt_http", "--type", "generic"), None, "already exists"),
     (("add", "in_uri", "--uri", "postgres://u:pw@h/db"), None, "holds a password"),
     (("add", "resource_postgres", "--type", "postgres"), None, "resource's own"),
     (("remove", "resource_postgres"), None, "resource's own"),
@@ -243,8 +244,8 @@ def test_connections_bad_input_changes_nothing(stack, args, stdin, says):
 def test_an_import_with_a_duplicate_changes_nothing(stack, tmp_path):
     before = _cli(stack, "connections", "list", "--json").stdout
     f = tmp_path / "dup.json"
-    f.write_text(json.dumps({"connections": [{"connection_id": "fresh_one", "conn_type": "http"},
-                                             {"connection_id": "rt_http", "conn_type": "http"}]}))
+    f.write_text(json.dumps({"connections": [{"connection_id": "fresh_one", "conn_type": "generic"},
+                                             {"connection_id": "rt_http", "conn_type": "generic"}]}))
     proc = _cli(stack, "connections", "import", str(f))
     assert proc.returncode == 1 and "already exist" in proc.stderr
     assert _cli(stack, "connections", "list", "--json").stdout == before
@@ -267,7 +268,9 @@ def test_the_old_jwt_key_is_refused_after_its_grace(stack, rotated):
     proc = _cli(stack, "credentials", "rotate", "--drop-old-jwt-keys", "--json")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert len(json.loads((stack.home / "run" / "jwks.json").read_text())["keys"]) == 1
-    assert _with_token(stack, rotated["old_token"]) == 401
+    refused = requests.get(f"{stack.api}/api/v2/dags", headers={"Authorization": f"Bearer {rotated['old_token']}"},
+                           timeout=30)
+    assert (refused.status_code, refused.json().get("detail")) == (403, "Invalid JWT token")  # Airflow's answer
     fresh = _token(stack, rotated["new"]["admin_password"]).json()["access_token"]
     assert _with_token(stack, fresh) == 200
     assert _cli(stack, "credentials", "rotate", "--drop-old-jwt-keys").returncode == 2

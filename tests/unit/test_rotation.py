@@ -218,7 +218,9 @@ def test_all_in_order_with_the_old_values_valid_until_the_holders_restart(wired)
     assert result["jwt_old_key_trusted_until"]
     kids = jwks_trust.trusted_kids(airflow_config.jwks_file(s))
     assert kids == [jwks_trust.public_jwk(new.jwt_private_key)["kid"], jwks_trust.public_jwk(sec.jwt_private_key)["kid"]]
-    assert "password" not in json.dumps(result).lower() or sec.admin_password not in json.dumps(result)
+    text = json.dumps(result)
+    for f in dataclasses.fields(Secrets):
+        assert getattr(sec, f.name) not in text and getattr(new, f.name) not in text, f.name
 
 
 def test_only_what_is_named_changes(wired):
@@ -281,3 +283,31 @@ def test_drop_old_jwt_keys_only_after_the_grace(wired):
     result = rotation.drop_old_jwt_keys(s, 60)
     assert len(result["dropped"]) == 1 and len(result["still_trusted"]) == 1
     assert ("stop", ("api-server",)) in calls
+
+
+def test_an_unexpected_error_also_reports_the_state_it_left(wired, monkeypatch):
+    s, _sec, _calls = wired
+
+    def boom(st, old, new):
+        raise RuntimeError("connection reset")
+
+    monkeypatch.setattr(rotation.stores, "redis_accept_both", boom)
+    with pytest.raises(rotation.RotationFailed, match="RuntimeError: connection reset") as failed:
+        rotation.rotate(s, ["redis"], False, 60)
+    assert "done so far: plan" in failed.value.hint and plans.load_plan(s.home) is not None
+
+
+def test_restart_stops_together_rolls_workers_before_the_edge_and_skips_what_is_down(monkeypatch, make_settings, sec):
+    comps = components.build(make_settings(), sec)
+    by = {c.name: c for c in comps}
+    events: list[tuple] = []
+    monkeypatch.setattr(rotation, "_states", lambda st: {n: ("STOPPED" if n == "dag-processor" else "RUNNING")
+                                                         for n in by})
+    monkeypatch.setattr(rotation, "_stop", lambda st, cs: events.append(("stop", [c.name for c in cs])))
+    monkeypatch.setattr(rotation, "_start", lambda st, cs, t: events.append(("start", [c.name for c in cs])))
+    monkeypatch.setattr(rotation, "_roll_workers", lambda st, ws, t, d: events.append(("roll", [c.name for c in ws])))
+    wanted = [by[n] for n in ("api-server", "scheduler", "dag-processor", "worker-1", "flower", "metrics")]
+    done = rotation.restart(None, wanted, 60, 60, lambda: events.append(("while_stopped",)))
+    assert events == [("stop", ["api-server", "scheduler", "flower", "metrics"]), ("while_stopped",),
+                      ("start", ["api-server", "scheduler", "metrics"]), ("roll", ["worker-1"]), ("start", ["flower"])]
+    assert "dag-processor" not in done

@@ -186,8 +186,9 @@ def rotate(s: Settings, names: list[str], all_: bool, timeout: float, jwt_grace:
               "restarted": progress.restarted}
     try:
         _apply(s, plan, stored, progress, timeout, drain_timeout, result)
-    except (CommandError, OSError, xmlrpc.client.Error) as exc:
-        result.update(seconds=round(time.monotonic() - t0, 1), error=getattr(exc, "message", str(exc)))
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - whatever stopped it, say what state it left
+        error = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}".rstrip(": ")
+        result.update(seconds=round(time.monotonic() - t0, 1), error=error)
         audit_record(result)
         done = "; ".join(f"{d['step']}: {d['state']}" for d in progress.steps) or "nothing"
         raise RotationFailed(result, f"rotation of {', '.join(plan.names)} stopped: {result['error']}",
