@@ -307,7 +307,11 @@ def test_restart_stops_together_rolls_workers_before_the_edge_and_skips_what_is_
     monkeypatch.setattr(rotation, "_start", lambda st, cs, t: events.append(("start", [c.name for c in cs])))
     monkeypatch.setattr(rotation, "_roll_workers", lambda st, ws, t, d: events.append(("roll", [c.name for c in ws])))
     wanted = [by[n] for n in ("api-server", "scheduler", "dag-processor", "worker-1", "flower", "metrics")]
-    done = rotation.restart(None, wanted, 60, 60, lambda: events.append(("while_stopped",)))
-    assert events == [("stop", ["api-server", "scheduler", "flower", "metrics"]), ("while_stopped",),
-                      ("start", ["api-server", "scheduler", "metrics"]), ("roll", ["worker-1"]), ("start", ["flower"])]
+    st = type("St", (), {"comps": comps})()
+    done = rotation.restart(st, wanted, 60, 60, lambda: events.append(("while_stopped",)))
+    assert events == [("stop", ["metrics", "api-server", "scheduler", "flower"]), ("while_stopped",),
+                      ("start", ["metrics", "api-server", "scheduler"]), ("roll", ["worker-1"]), ("start", ["flower"])]
     assert "dag-processor" not in done
+    events.clear()
+    assert rotation.restart(st, [by["api-server"]], 60, 60) == ["api-server", "scheduler"]  # scheduler: see restart
+    assert events[0] == ("stop", ["api-server", "scheduler"])

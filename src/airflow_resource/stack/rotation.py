@@ -136,7 +136,11 @@ def restart(st: Stack, comps: list[Component], timeout: float, drain_timeout: fl
     `while_stopped` runs, they start again in start order, the workers roll before the edge group
     (Flower must find them up). Components that were not running are left for their next start."""
     states = _states(st)
-    up = [c for c in comps if states.get(c.name) in supervisor.UP]
+    names = {c.name for c in comps}
+    if "api-server" in names:
+        # While the api-server is away no task can heartbeat: a scheduler left running would fail them.
+        names.add("scheduler")
+    up = [c for c in st.comps if c.name in names and states.get(c.name) in supervisor.UP]
     others = [c for c in up if not plans.is_worker(c)]
     workers = [c for c in up if plans.is_worker(c)]
     _stop(st, others)
