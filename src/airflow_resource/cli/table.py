@@ -166,10 +166,48 @@ LOGS = Group("logs", "component logs; search task logs; one task's log", (
         _FOLLOW.but(help="until the task instance is finished"))),
 ), default="show", metavar="[COMPONENT | search PATTERN | task DAG RUN TASK]")
 
-CREDENTIALS = Action("credentials", "logins of the UI/REST API, PostgreSQL, Redis, Flower", "info:cmd_credentials", (
-    *formats("text", "json", "env"),
-    Arg("--show-secrets", action="store_true", help="print passwords instead of ********"),
-    Arg("--show-sensitive", action="store_true", help=argparse.SUPPRESS)))
+ROTATABLE = ("admin", "postgres", "redis", "flower", "jwt", "api-secret-key", "fernet")  # rotation_plan.NAMES
+CREDENTIALS = Group("credentials", "logins of the UI/REST API, PostgreSQL, Redis, Flower; rotate the secrets", (
+    Action("show", "the logins (default)", "info:cmd_credentials", (
+        *formats("text", "json", "env"),
+        Arg("--show-secrets", action="store_true", help="print passwords instead of ********"),
+        Arg("--show-sensitive", action="store_true", help=argparse.SUPPRESS))),
+    Action("rotate", "new secrets for the running stack, applied and its holders restarted; runs keep going",
+           "secrets_cmds:cmd_rotate", (
+               Arg("names", nargs="*", metavar="NAME", help=f"one or more of: {', '.join(ROTATABLE)}"),
+               Arg("--all", action="store_true", help="every secret (the embedded data stores' included)"),
+               Arg("--jwt-grace", type=int, metavar="SECONDS",
+                   help="how long the old JWT public key stays trusted (default: the longest token lifetime)"),
+               Arg("--drain-timeout", type=int, metavar="SECONDS",
+                   help="how long a worker's running tasks may take before its restart (default 3600)"),
+               Arg("--drop-old-jwt-keys", action="store_true",
+                   help="forget old JWT keys whose grace is over (restarts the api-server)"),
+               TIMEOUT.but(help="seconds each restart may take to be healthy (default 180)"),
+               *formats("text", "json", help="json: the result on stdout"))),
+), default="show", metavar="[show | rotate NAME... | rotate --all]")
+
+_CONN_ID = Arg("conn_id", metavar="ID", help="the connection id (letters, digits, _ . -)")
+CONNECTIONS = Group("connections", "Airflow connections (encrypted at rest): add, list, get, remove, import, export", (
+    Action("add", "add one: flags or a URI; the password from a file, stdin or a prompt", "secrets_cmds:cmd_conn_add", (
+        _CONN_ID, Arg("--uri", help="type://login@host:port/schema?extra (no password in it)"),
+        Arg("--type", dest="conn_type", help="the connection type (`connections types`)"),
+        Arg("--host"), Arg("--port", type=int), Arg("--login"), Arg("--schema"), Arg("--description"),
+        Arg("--extra", help="a JSON object"),
+        Arg("--password-file", metavar="FILE", exclusive="password", help="the password: first line of FILE (- : stdin)"),
+        Arg("--password-prompt", action="store_true", exclusive="password", help="ask for the password"),
+        *formats("text", "json"))),
+    Action("list", "every connection (passwords masked)", "secrets_cmds:cmd_conn_list", formats("text", "json")),
+    Action("get", "one connection", "secrets_cmds:cmd_conn_get", (
+        _CONN_ID, Arg("--show-secrets", action="store_true", help="print the password instead of ********"),
+        *formats("text", "json"))),
+    Action("remove", "delete one", "secrets_cmds:cmd_conn_remove", (_CONN_ID,)),
+    Action("import", "add every connection of a JSON file (all or none)", "secrets_cmds:cmd_conn_import", (
+        Arg("file", metavar="FILE", help="as `connections export` writes it"), *formats("text", "json"))),
+    Action("export", "every connection, passwords included, to a new 0600 JSON file", "secrets_cmds:cmd_conn_export", (
+        Arg("file", metavar="FILE"), FORCE.but(help="replace FILE"))),
+    Action("types", "the connection types the installed providers offer", "secrets_cmds:cmd_conn_types",
+           formats("text", "json")),
+))
 
 CONTENT = Group("content", "DAG files and runs: add, list, get, remove, execute", (
     Action("add", "validate, place atomically, wait until registered", "content:cmd_add", (
@@ -285,5 +323,5 @@ AUDIT = Action("audit", "Airflow's event log: the resource's actions, failed log
 COMMANDS: tuple[Command, ...] = (
     Action("help", "show usage, examples and the default configuration", "info:cmd_help"),
     Action("info", "what this resource is (config/runtime.json)", "info:cmd_info", formats("text", "json")),
-    MANAGE, STATUS, LOGS, CREDENTIALS, CONTENT, DAGS, BACKUP, AUDIT, BENCH, TEST, USERS, ROLES, TEAMS,
+    MANAGE, STATUS, LOGS, CREDENTIALS, CONNECTIONS, CONTENT, DAGS, BACKUP, AUDIT, BENCH, TEST, USERS, ROLES, TEAMS,
 )

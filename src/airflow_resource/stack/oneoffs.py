@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from airflow_resource import printer
 from airflow_resource import standalone
 from airflow_resource.config import airflow_config
+from airflow_resource.config import jwks_trust
 from airflow_resource.config import jwt_keys
 from airflow_resource.config import tls
 from airflow_resource.config import secrets as secrets_mod
@@ -79,8 +80,9 @@ def restore_unacked_tasks(st: Stack) -> int:
 def write_jwks(st: Stack) -> None:
     """The public half of the JWT key pair, where every component verifies tokens ([api_auth]
     trusted_jwks_url). Rewritten at every start: an older home's first start generates the pair (tokens
-    signed with its former jwt_secret are refused from then on)."""
-    secrets_mod.write_public(airflow_config.jwks_file(st.s), jwt_keys.jwks(st.sec.jwt_private_key))
+    signed with its former jwt_secret are refused from then on); keys a rotation retired stay until
+    their grace is over (jwks_trust.py)."""
+    jwks_trust.write(airflow_config.jwks_file(st.s), st.sec.jwt_private_key)
 
 
 def create_admin(st: Stack) -> None:
