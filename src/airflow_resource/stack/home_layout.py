@@ -21,9 +21,11 @@ from pathlib import Path
 
 from airflow_resource import printer
 from airflow_resource import safe_files
+from airflow_resource.config import jwks_trust
 from airflow_resource.config.settings import EFFECTIVE_FILE, Settings
 from airflow_resource.config.pinned_sets import HOME_RECORD
 from airflow_resource.errors import CommandError
+from airflow_resource.stack import rotation_plan
 from airflow_resource.stack import system
 
 ROOT, SERVICE, DATA = "root", "service", "data"
@@ -59,6 +61,9 @@ def table(s: Settings) -> list[Entry]:
         Entry(EFFECTIVE_FILE, "file", ROOT, ROOT, 0o600, False, "the running stack's settings"),
         Entry("supervisord.conf", "file", ROOT, ROOT, 0o600, False, "supervisord's config"),
         Entry("secrets.env", "file", ROOT, ROOT, 0o600, False, "the generated secrets"),
+        Entry(rotation_plan.PLAN_FILE, "file", ROOT, ROOT, 0o600, False, "new secrets of an unfinished rotation"),
+        Entry(f"run/{jwks_trust.RETIRED_FILE}", "file", ROOT, ROOT, None, False,
+              "public keys a JWT rotation still trusts"),
         Entry(HOME_RECORD, "file", ROOT, ROOT, None, False, "the install record (names the venv)"),
         Entry("resource.toml", "file", ROOT, ROOT, None, False, "the config file"),
         Entry("logs", "dir", ROOT, SERVICE, 0o750, True, "supervisord.log (root's) and the log folders"),
