@@ -172,3 +172,17 @@ def test_the_audit_command_takes_its_flags():
     args = parser.build().parse_args(["audit", "--since", "2h", "--user", "alice", "--event", "resource.*",
                                       "--limit", "5", "--json"])
     assert (args.since, args.user, args.event, args.limit) == ("2h", "alice", "resource.*", 5)
+
+
+def test_a_refused_change_of_users_is_recorded_and_a_refused_read_is_not(make_settings, written, monkeypatch):
+    """cli/table.py's audited actions: the CLI records their refusals (names with metacharacters here, refused
+    before any request); the change itself is recorded by the code that makes it."""
+    from airflow_resource import cli
+
+    s = make_settings()
+    monkeypatch.setenv("APACHE_AIRFLOW_HOME", str(s.home))
+    assert cli.main(["users", "add", "bob;drop table ab_user", "--password-stdin"]) == 1
+    [row] = written
+    assert row["event"] == "resource.users.add" and json.loads(row["extra"])["outcome"] == "refused"
+    assert cli.main(["teams", "list", "--home", str(s.home)]) != 0  # the stack is not running: refused
+    assert len(written) == 1  # a read is not an audited action

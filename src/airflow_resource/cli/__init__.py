@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
         return spec.load()(args)
     except CommandError as exc:
         printer.error(exc.message, exc.hint)
+        if spec.audited:
+            _record_refusal(args, spec.name, exc)
         if args.verbose:
             import traceback
 
@@ -45,6 +47,18 @@ def main(argv: list[str] | None = None) -> int:
         what = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
         printer.error(what if args.verbose else f"{what} (rerun with --verbose for the traceback)")
         return EXIT_ERROR
+
+
+def _record_refusal(args: object, action: str, exc: CommandError) -> None:
+    """A refused change (bad input, unknown name, weak password) in the event log, nothing else done."""
+    from airflow_resource import audit
+    from airflow_resource.cli.common import settings
+
+    try:
+        s = settings(args, running=True)
+    except CommandError:
+        return  # no settings, no stack to record in
+    audit.record(s, f"resource.{args.command}.{action}", outcome="refused", error=exc.message[:500])
 
 
 if __name__ == "__main__":

@@ -51,6 +51,9 @@ class Action:
     help: str
     func: str  # "module:function" in airflow_resource.cli
     args: tuple[Arg, ...] = field(default=(), repr=False)
+    # It changes users, roles, teams or connections: a refusal is recorded in the event log as
+    # resource.<command>.<action> (the change itself is recorded by the code that makes it).
+    audited: bool = False
 
     def load(self) -> Callable[[argparse.Namespace], int]:
         module, _, name = self.func.partition(":")
@@ -195,14 +198,14 @@ CONNECTIONS = Group("connections", "Airflow connections (encrypted at rest): add
         Arg("--extra", help="a JSON object"),
         Arg("--password-file", metavar="FILE", exclusive="password", help="the password: first line of FILE (- : stdin)"),
         Arg("--password-prompt", action="store_true", exclusive="password", help="ask for the password"),
-        *formats("text", "json"))),
+        *formats("text", "json")), audited=True),
     Action("list", "every connection (passwords masked)", "secrets_cmds:cmd_conn_list", formats("text", "json")),
     Action("get", "one connection", "secrets_cmds:cmd_conn_get", (
         _CONN_ID, Arg("--show-secrets", action="store_true", help="print the password instead of ********"),
         *formats("text", "json"))),
-    Action("remove", "delete one", "secrets_cmds:cmd_conn_remove", (_CONN_ID,)),
+    Action("remove", "delete one", "secrets_cmds:cmd_conn_remove", (_CONN_ID,), audited=True),
     Action("import", "add every connection of a JSON file (all or none)", "secrets_cmds:cmd_conn_import", (
-        Arg("file", metavar="FILE", help="as `connections export` writes it"), *formats("text", "json"))),
+        Arg("file", metavar="FILE", help="as `connections export` writes it"), *formats("text", "json")), audited=True),
     Action("export", "every connection, passwords included, to a new 0600 JSON file", "secrets_cmds:cmd_conn_export", (
         Arg("file", metavar="FILE"), FORCE.but(help="replace FILE"))),
     Action("types", "the connection types the installed providers offer", "secrets_cmds:cmd_conn_types",
@@ -277,30 +280,34 @@ _TEAM = Arg("team", metavar="TEAM", help="the team name")
 USERS = Group("users", "UI/REST users of the FAB auth manager: add, list, remove, set-password, set-roles", (
     Action("add", "add a user (the password is asked, or read from a file or stdin)", "users:cmd_users_add", (
         _USER, Arg("--role", action="append", metavar="ROLE", help="a role (repeatable; default Viewer)"),
-        Arg("--email", help="default USER@localhost"), Arg("--first-name"), Arg("--last-name"), *_PASSWORD)),
+        Arg("--email", help="default USER@localhost"), Arg("--first-name"), Arg("--last-name"), *_PASSWORD),
+        audited=True),
     Action("list", "users and their roles", "users:cmd_users_list", formats("text", "json")),
-    Action("remove", "remove a user", "users:cmd_users_remove", (_USER,)),
+    Action("remove", "remove a user", "users:cmd_users_remove", (_USER,), audited=True),
     Action("set-password", "change a user's password (ends the user's sessions)", "users:cmd_users_set_password",
-           (_USER, *_PASSWORD)),
+           (_USER, *_PASSWORD), audited=True),
     Action("set-roles", "give a user exactly these roles", "users:cmd_users_set_roles", (
-        _USER, Arg("roles", nargs="*", metavar="ROLE", help="the roles, e.g. Viewer team-analytics"))),
+        _USER, Arg("roles", nargs="*", metavar="ROLE", help="the roles, e.g. Viewer team-analytics")), audited=True),
 ))
 ROLES = Group("roles", "FAB roles: list, add, grant a permission", (
     Action("list", "roles, their users and permissions (json: every permission)", "users:cmd_roles_list",
            formats("text", "json")),
     Action("add", "add a role, empty or a copy of another", "users:cmd_roles_add", (
-        Arg("name", metavar="ROLE"), Arg("--copy-from", metavar="ROLE", help="start from this role's permissions"))),
+        Arg("name", metavar="ROLE"), Arg("--copy-from", metavar="ROLE", help="start from this role's permissions")),
+        audited=True),
     Action("grant", "grant a role one permission, e.g. can_read Connections", "users:cmd_roles_grant", (
         Arg("name", metavar="ROLE"), Arg("permission", metavar="ACTION", help="e.g. can_read, can_edit"),
-        Arg("resource", metavar="RESOURCE", help="e.g. Connections, or DAG:<dag_id> (quote names with spaces)"))),
+        Arg("resource", metavar="RESOURCE", help="e.g. Connections, or DAG:<dag_id> (quote names with spaces)")),
+        audited=True),
 ))
 TEAMS = Group("teams", "DAG-level isolation: a role team-NAME and a DAG folder dags/teams/NAME/ per team", (
-    Action("add", "add a team: its role and DAG folder", "users:cmd_teams_add", (_TEAM,)),
+    Action("add", "add a team: its role and DAG folder", "users:cmd_teams_add", (_TEAM,), audited=True),
     Action("list", "teams, their DAGs and users", "users:cmd_teams_list", formats("text", "json")),
-    Action("remove", "remove a team's role (its DAGs stay, the admin's alone)", "users:cmd_teams_remove", (_TEAM,)),
-    Action("add-user", "put a user in a team", "users:cmd_teams_add_user", (_TEAM, _USER)),
-    Action("remove-user", "take a user out of a team", "users:cmd_teams_remove_user", (_TEAM, _USER)),
-    Action("sync", "derive every team's permissions again from its DAG folder", "users:cmd_teams_sync"),
+    Action("remove", "remove a team's role (its DAGs stay, the admin's alone)", "users:cmd_teams_remove", (_TEAM,),
+        audited=True),
+    Action("add-user", "put a user in a team", "users:cmd_teams_add_user", (_TEAM, _USER), audited=True),
+    Action("remove-user", "take a user out of a team", "users:cmd_teams_remove_user", (_TEAM, _USER), audited=True),
+    Action("sync", "derive every team's permissions again from its DAG folder", "users:cmd_teams_sync", audited=True),
 ))
 
 TEST_PHASES = {"smoke": "the quick checks of a running stack", "integration": "the commands against a real stack",
