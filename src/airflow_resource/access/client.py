@@ -80,4 +80,4 @@ def done(s: Settings, event: str, message: str, **what: Any) -> None:
     from airflow_resource import audit
 
     printer.ok(message)
-    audit.record(s, f"resource.{event}", **what)
+    audit.record(s, f"resource.{event}", outcome="ok", **what)

@@ -38,7 +38,7 @@ def audit_record(s: Settings, action: str, conn_ids: list[str]) -> None:
     """Connection changes in the event log (ids only, never a password)."""
     from airflow_resource import audit
 
-    audit.record(s, f"resource.connections.{action}", connections=conn_ids)
+    audit.record(s, f"resource.connections.{action}", outcome="ok", connections=conn_ids)
 
 
 def check_id(conn_id: str) -> str:

@@ -51,7 +51,7 @@ def audit_record(s: Settings, result: dict[str, Any]) -> None:
     outcome; never a secret)."""
     from airflow_resource import audit
 
-    audit.record(s, "resource.credentials.rotate", **result)
+    audit.record(s, "resource.credentials.rotate", outcome="ok" if result.get("ok", True) else "failed", **result)
 
 
 class Progress:
