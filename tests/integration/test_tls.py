@@ -116,6 +116,32 @@ def test_rest_tokens_live_the_configured_lifetime(rest):
     assert claims["exp"] - claims["iat"] == 60, claims
 
 
+def test_an_expired_token_and_one_for_another_audience_are_refused(stack, base, ca):
+    """Tokens signed root-side with the stack's own key (secrets.env): the well-formed one is the control
+    (200), so the refusals are about the claims, not the signature."""
+    import time
+
+    import jwt
+
+    from airflow_resource.config import jwt_keys, secrets
+
+    stored = secrets.load(stack.home / "secrets.env").jwt_private_key
+    key, now = jwt_keys._private(stored), int(time.time())
+
+    def status(**claims) -> int:
+        body = {"sub": "1", "iat": now, "nbf": now, "exp": now + 300, "aud": "apache-airflow", **claims}
+        token = jwt.encode(body, key, algorithm=jwt_keys.ALGORITHM, headers={"kid": jwt_keys.kid(stored)})
+        s = requests.Session()
+        s.trust_env = False
+        return s.get(f"{base}/api/v2/dags", headers={"Authorization": f"Bearer {token}"}, verify=ca,
+                     timeout=30).status_code
+
+    assert status() == 200
+    assert status(iat=now - 7200, nbf=now - 7200, exp=now - 3600) in (401, 403)  # expired an hour ago
+    assert status(aud="urn:airflow.apache.org:task") in (401, 403)  # a task's audience on the REST API
+    assert status(aud="someone-else") in (401, 403)
+
+
 def test_status_and_credentials_report_https(stack, base, ca):
     status = stack.status()
     assert status["healthy"] and status["tls"] is True and status["ui"] == base, status
