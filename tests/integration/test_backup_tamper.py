@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from airflow_resource.audit import trail
 from airflow_resource.backup import archive, auth
 from tests.archives import rebuild
 from tests.conftest import make_home, processes_of, start_stack, stop_and_remove
@@ -75,13 +76,23 @@ def listed_as(name: str, data: bytes):
 
 
 def refused(stack, path: Path, passfile: Path, expect: str, *extra: str) -> str:
+    """Refused with the home exactly as it was, but for the audit trail: the stack is stopped, so the
+    refusal's record waits in run/audit-pending.jsonl for the next start (audit/trail.py)."""
+    pending = stack.home / "run" / trail.PENDING_FILE
+    kept = pending.read_text().splitlines() if pending.exists() else []
     before = snapshot(stack.home)
     proc = stack.cli("backup", "restore", str(path), "--force", "--passphrase-file", str(passfile), *extra,
                      timeout=600)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert expect in proc.stderr and "nothing was changed" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
-    assert snapshot(stack.home) == before
+    after = snapshot(stack.home)
+    for state in (before, after):
+        state.pop(str(pending.relative_to(stack.home)), None)
+    assert after == before
+    [record] = pending.read_text().splitlines()[len(kept):]
+    assert json.loads(record)["event"] == trail.BACKUP_RESTORE
+    assert json.loads(json.loads(record)["extra"])["outcome"] == "refused"
     assert processes_of(stack.home) == []
     return proc.stdout + proc.stderr
 

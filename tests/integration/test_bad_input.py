@@ -9,6 +9,7 @@ import socket
 
 import pytest
 
+from airflow_resource.audit import trail
 from tests.conftest import cli, make_home, processes_of, stack_env
 
 pytestmark = pytest.mark.integration
@@ -97,8 +98,11 @@ CHANGING = ("logs", "postgres", "redis", "alerts", "data", "airflow", "backups",
 
 
 def _snapshot(home) -> dict[str, bytes]:
+    """Every file a refusal must leave alone; not the audit trail's kept records (run/audit-pending.jsonl:
+    a refused `manage scale` is recorded, and with secrets.env damaged the record waits there)."""
     return {str(p.relative_to(home)): p.read_bytes() for p in sorted(home.rglob("*"))
-            if p.is_file() and p.relative_to(home).parts[0] not in CHANGING and "__pycache__" not in p.parts}
+            if p.is_file() and p.relative_to(home).parts[0] not in CHANGING and "__pycache__" not in p.parts
+            and p.name != trail.PENDING_FILE}
 
 
 def _pids(stack) -> dict[str, int]:
