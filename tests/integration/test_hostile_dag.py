@@ -114,7 +114,7 @@ HOLDERS = {
     "postgres_password": {"api-server", "scheduler", "dag-processor", "triggerer"},
     "jwt_private_key": {"api-server", "scheduler"},
     "api_secret_key": {"api-server"},
-    "redis_password": {"scheduler", "worker-1", "flower", "metrics"},
+    "redis_password": {"api-server", "scheduler", "worker-1", "flower", "metrics"},  # api-server: login counters
     "flower_password": {"flower"},
     "housekeeper_password": {"housekeeper"},
 }
