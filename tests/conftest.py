@@ -29,6 +29,7 @@ import requests
 from airflow_resource.config import settings
 from airflow_resource.config.venv import runtime_venv
 from airflow_resource.stack.system import free_port, free_port_block  # noqa: F401 (modules import them from here)
+from tests.browser import browser, playwright_driver  # noqa: F401 (the session's one browser, for every module)
 
 REPO = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 240

@@ -1,4 +1,4 @@
-"""Browser fixtures: Debian's chromium driven by Playwright (never a browser Playwright downloads).
+"""Browser helpers over the session's Chromium (tests/browser.py).
 
 Every test gets a `ui` helper with its own browser context. `ui.step(name)` records a screenshot of
 each step in memory; when the test fails, the steps and the final page are written to
@@ -14,39 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser import ACTION_TIMEOUT_MS, NAVIGATION_TIMEOUT_MS, login  # noqa: F401 (tests import login from here)
 from tests.conftest import REPO
 
-CHROMIUM = os.environ.get("APACHE_AIRFLOW_E2E_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 ARTIFACTS = REPO / "test-artifacts" / "e2e"
-# Generous on a busy 2-core machine: Playwright's auto-waiting polls until these run out.
-ACTION_TIMEOUT_MS = 30_000
-NAVIGATION_TIMEOUT_MS = 60_000
 # Set to a folder (docs/screenshots) to refresh the screenshots of docs/usage.md from a passing run.
 DOCS_SHOTS_ENV = "APACHE_AIRFLOW_E2E_DOCS_SCREENSHOTS"
-
-# Never let Playwright fetch a browser of its own.
-os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
-os.environ.setdefault("PLAYWRIGHT_BROWSERS_PATH", "/nonexistent-playwright-browsers")
-
-
-@pytest.fixture(scope="session")
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed in this venv")
-    sync_api.expect.set_options(timeout=ACTION_TIMEOUT_MS)
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (Debian's browser; the tests never "
-                    "download one)")
-    pw = sync_api.sync_playwright().start()
-    try:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-    except Exception:
-        pw.stop()
-        raise
-    yield b
-    b.close()
-    pw.stop()
 
 
 class UI:
@@ -151,15 +124,3 @@ def admin(running_stack) -> dict[str, str]:
     """The generated admin's credentials, once the example DAGs are registered."""
     wait_for_example_dags(running_stack)
     return running_stack.credentials()["api"]["auth"]
-
-
-def login(page, base: str, username: str, password: str) -> None:
-    """Log in through FAB's login form; returns once the React app shows its navigation."""
-    from playwright.sync_api import expect
-
-    page.goto(f"{base}/")
-    page.wait_for_url(re.compile(r".*/auth/login/.*"))
-    page.locator("#username").fill(username)
-    page.locator("#password").fill(password)
-    page.locator("input[type=submit], button[type=submit]").first.click()
-    expect(page.get_by_role("button", name="User")).to_be_visible()

@@ -3,8 +3,6 @@ HTTP server; the heartbeat probe of the housekeeper."""
 
 from __future__ import annotations
 
-import asyncio
-from concurrent.futures import ThreadPoolExecutor
 import http.server
 import json
 import os
@@ -19,6 +17,7 @@ from airflow_resource.daemons import alert_delivery
 from airflow_resource.stack import probes
 from airflow_resource.logs import tasklogs
 from airflow_resource.stack.probes import Probe
+from tests.unit import aio
 
 pytestmark = pytest.mark.unit
 
@@ -83,9 +82,7 @@ def test_deadline_callback_spools_the_run(tmp_path, monkeypatch):
     monkeypatch.setenv(alerts.SPOOL_ENV, str(tmp_path))
     context = {"dag_run": {"dag_id": "etl", "dag_run_id": RUN, "state": "running", "queued_at": "2026-11-25T10:00:00Z"},
                "deadline": {"id": "0193", "deadline_time": "2026-11-25T10:30:00+00:00"}}
-    # In its own thread: in a full run an earlier test (Playwright's sync API) may leave a loop running here.
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        assert pool.submit(asyncio.run, alerts.deadline_missed(context=context)).result() == "spooled"
+    assert aio.run(alerts.deadline_missed(context=context)) == "spooled"
     [path] = (tmp_path / "outbox").iterdir()
     rec = json.loads(path.read_text())["record"]
     assert (rec["event"], rec["dag_id"], rec["run_id"], rec["deadline_time"]) == (

@@ -3,12 +3,10 @@ cgroup (against a fake cgroup tree) and its RLIMIT_DATA fallback, run for real i
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import unquote
@@ -24,6 +22,7 @@ from airflow_resource.standalone import launch
 from airflow_resource.stack import memlimit
 from airflow_resource.stack import system
 from airflow_resource.in_airflow.diskspace import CRITICAL, OK, WARNING, FileSystem
+from tests.unit import aio
 
 pytestmark = pytest.mark.unit
 MB = 2**20
@@ -216,9 +215,7 @@ def _call(middleware, method: str, path: str) -> tuple[int, dict]:
     async def receive():
         return {"type": "http.request", "body": b""}
 
-    # In its own thread: in a full run an earlier test (Playwright's sync API) may leave a loop running here.
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pool.submit(asyncio.run, middleware({"type": "http", "method": method, "path": path}, receive, send)).result()
+    aio.run(middleware({"type": "http", "method": method, "path": path}, receive, send))
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     return sent[0]["status"], json.loads(body or b"{}")
 
