@@ -132,6 +132,19 @@ def test_a_team_user_reaches_only_the_teams_dag_through_rest(stack, world, team,
     events = as_user(stack, tok, "GET", "/assets/events", params={"source_dag_id": theirs})
     assert events.status_code in REFUSED, events.text[:300]
     assert stack.rest("GET", f"/dags/{theirs}/dagRuns").json()["total_entries"] == before, "a refused trigger ran"
+    # Each refusal is in the audit trail under the user's name, with Airflow's reason.
+    user = TEAMS[team][0]
+
+    def refused_rows():
+        proc = stack.cli("audit", "--event", "resource.access.refused", "--user", user, "--format", "json",
+                         "--limit", "200", timeout=60)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return [r for r in json.loads(proc.stdout) if theirs in r["extra"]["path"]]
+
+    rows = stack.wait_for(refused_rows, 60, f"{user}'s refusals on {theirs} in the audit trail", poll=2.0)
+    assert {r["extra"]["status"] for r in rows} <= {401, 403} and {r["extra"]["detail"] for r in rows} == {"Forbidden"}
+    refused_paths = {r["extra"]["path"] for r in rows}
+    assert f"/api/v2/dags/{theirs}" in refused_paths, refused_paths
 
 
 def test_the_admin_reaches_both(stack, world):
@@ -142,42 +155,42 @@ def test_the_admin_reaches_both(stack, world):
         assert r.status_code == 200 and f"team {team}" in r.text
 
 
-def test_a_team_user_sees_only_the_teams_dag_in_chromium(stack, world):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed in this venv")
-    from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, login
+def test_a_team_user_sees_only_the_teams_dag_in_chromium(stack, world, browser):
+    from playwright import sync_api
+
+    from tests.browser import login
 
     user, password = TEAMS["alpha"]
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            page.set_default_timeout(60_000)
-            login(page, stack.api, user, password)
-            page.goto(f"{stack.api}/dags")
-            try:  # a loaded machine can take seconds to answer the list
-                sync_api.expect(page.get_by_role("link", name="access_alpha", exact=True)).to_be_visible(
-                    timeout=UI_TIMEOUT_MS)
-            except AssertionError as exc:
-                shot = ARTIFACTS / "team-dag-list.png"
-                shot.parent.mkdir(parents=True, exist_ok=True)
-                page.screenshot(path=str(shot))
-                rest = as_user(stack, world["tokens"]["alpha"], "GET", "/dags").json()
-                raise AssertionError(f"{exc}\nscreenshot: {shot}\nthe REST API lists for {user}: "
-                                     f"{[d['dag_id'] for d in rest['dags']]}") from None
-            assert page.get_by_role("link", name="access_beta", exact=True).count() == 0
-            assert page.get_by_role("link", name="example_etl", exact=True).count() == 0
-            assert "access_beta" not in page.content()
-            # Straight to the other team's DAG: every call the UI makes for it is refused.
-            beta_calls = []
-            page.on("response", lambda r: beta_calls.append((r.url, r.status)) if _api_call_for(r.url, "access_beta")
-                    else None)
-            with page.expect_response(lambda r: _api_call_for(r.url, "access_beta")):
-                page.goto(f"{stack.api}/dags/access_beta")
-            page.wait_for_timeout(3000)  # the page's other calls
-            assert beta_calls
-            assert [(url, status) for url, status in beta_calls if status not in REFUSED] == []
-        finally:
-            browser.close()
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    try:
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        login(page, stack.api, user, password)
+        page.goto(f"{stack.api}/dags")
+        try:  # a loaded machine can take seconds to answer the list
+            sync_api.expect(page.get_by_role("link", name="access_alpha", exact=True)).to_be_visible(
+                timeout=UI_TIMEOUT_MS)
+        except AssertionError as exc:
+            shot = ARTIFACTS / "team-dag-list.png"
+            shot.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(shot))
+            rest = as_user(stack, world["tokens"]["alpha"], "GET", "/dags").json()
+            raise AssertionError(f"{exc}\nscreenshot: {shot}\nthe REST API lists for {user}: "
+                                 f"{[d['dag_id'] for d in rest['dags']]}") from None
+        assert page.get_by_role("link", name="access_beta", exact=True).count() == 0
+        assert page.get_by_role("link", name="example_etl", exact=True).count() == 0
+        assert "access_beta" not in page.content()
+        # Straight to the other team's DAG: every call the UI makes for it is refused.
+        beta_calls = []
+        page.on("response", lambda r: beta_calls.append((r.url, r.status)) if _api_call_for(r.url, "access_beta")
+                else None)
+        with page.expect_response(lambda r: _api_call_for(r.url, "access_beta")):
+            page.goto(f"{stack.api}/dags/access_beta")
+        page.wait_for_timeout(3000)  # the page's other calls
+        assert beta_calls
+        assert [(url, status) for url, status in beta_calls if status not in REFUSED] == []
+    finally:
+        context.close()
 
 
 def _api_call_for(url: str, dag_id: str) -> bool:
@@ -246,3 +259,27 @@ def test_set_password_from_a_file_and_a_custom_role(stack, world, tmp_path):
     assert nope.returncode == 1 and "no permission can_fly" in nope.stderr
     ok(stack.cli("users", "remove", user))
     assert fab(stack, "GET", f"/users/{user}").status_code == 404
+
+
+def test_every_change_and_refusal_is_in_the_audit_trail(stack, world):
+    """Runs last: the module's changes (the world, set-password, roles, remove) and its refusals."""
+    import getpass
+
+    rows = json.loads(ok(stack.cli("audit", "--event", "resource.*", "--format", "json", "--limit", "500",
+                                   timeout=60)))
+    mine = [r for r in rows if r["event"].split(".")[1] in ("users", "roles", "teams")]
+    assert mine and {r["user"] for r in mine} == {getpass.getuser()}  # the OS user who ran the CLI
+
+    def subject(r):
+        x = r["extra"]
+        return x.get("account") or x.get("role") or x.get("team")
+
+    made = {(r["event"], subject(r)) for r in mine if r["extra"]["outcome"] == "ok"}
+    assert {("resource.teams.add", "alpha"), ("resource.teams.add", "beta"), ("resource.users.add", "alice"),
+            ("resource.users.add", "bob"), ("resource.users.set-password", "bob"), ("resource.roles.add", "auditors"),
+            ("resource.roles.grant", "auditors"), ("resource.users.remove", "bob")} <= made, sorted(made)
+    refused = [r for r in mine if r["extra"]["outcome"] == "refused"]
+    said = " ".join(r["extra"].get("error", "") for r in refused)
+    assert {r["event"] for r in refused} >= {"resource.users.add", "resource.roles.add", "resource.teams.add",
+                                              "resource.users.set-roles"}, said
+    assert "too weak" in said and "password1234" not in json.dumps(rows)  # why, never the password tried

@@ -188,5 +188,16 @@ def test_flower_refuses_a_client_after_its_failures_until_the_window_passes(stac
     assert [fresh.request("GET", "/api/workers", timeout=60).status for _ in range(MAX_FAILURES + 2)] == \
         [401] * (MAX_FAILURES + 2)
 
+    # Flower has no database credentials: its failures reach the event log through the api-server.
+    def flower_rows():
+        rows = [r for r in _audit(stack, "--event", "resource.login.*") if r["extra"].get("route") == "flower"
+                and r["extra"].get("client") == attacker]
+        kinds = sorted(r["event"] for r in rows)
+        return rows if kinds == ["resource.login.blocked"] + ["resource.login.failed"] * MAX_FAILURES else None
+
+    rows = stack.wait_for(flower_rows, 60, "Flower's failed logins in the audit trail", poll=2.0)
+    assert {r["user"] for r in rows if r["event"] == "resource.login.failed"} == {"admin"}
+    assert "wrong-" not in json.dumps(rows)  # the names tried, never the passwords
+
     time.sleep(int(blocked.headers["Retry-After"]) + 1)
     assert _flower_attempt(stack, attacker, right).status == 200

@@ -347,5 +347,11 @@ def test_round_trip_into_a_fresh_home_on_other_ports(source, state, passfile):
         assert conn.get("password") in (CONNECTION["password"], "***")
         assert restored.rest("GET", f"/variables/{VARIABLE['key']}").json()["value"] == VARIABLE["value"]
         assert _run_dag(restored, "example_bash")[1]["state"] == "success"
+        # The restore ran with the database down: its record was kept and written at this first start.
+        proc = restored.cli("audit", "--event", "resource.backup.restore", "--format", "json", timeout=60)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        last = json.loads(proc.stdout)[-1]
+        assert last["extra"]["outcome"] == "ok" and last["extra"]["archive"] == str(state["archive"]), last
+        assert not (home / "run" / "audit-pending.jsonl").exists()
     finally:
         stop_and_remove(restored)

@@ -137,6 +137,20 @@ def test_every_secret_changed_and_the_plan_is_gone(stack, rotated):
     assert stack.status()["healthy"]
 
 
+def test_the_rotation_is_in_the_audit_trail_without_a_secret(stack, rotated):
+    proc = _cli(stack, "audit", "--event", "resource.credentials.rotate", "--format", "json", timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = json.loads(proc.stdout)
+    assert rows, "no resource.credentials.rotate row"
+    extra = rows[-1]["extra"]
+    assert extra["outcome"] == "ok" and set(extra["rotated"]) == set(rotated["result"]["rotated"])
+    assert extra["restarted"] == rotated["result"]["restarted"] and extra["user"] == rows[-1]["user"]
+    text = json.dumps(rows)
+    for key, value in {**rotated["old"], **rotated["new"]}.items():
+        if key.endswith(("password", "_key")) and value:
+            assert value not in text, key
+
+
 def housekeeper_unchanged(old, new) -> bool:
     return old["housekeeper_password"] == new["housekeeper_password"]
 

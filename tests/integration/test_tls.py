@@ -116,21 +116,22 @@ def test_rest_tokens_live_the_configured_lifetime(rest):
     assert claims["exp"] - claims["iat"] == 60, claims
 
 
-def test_an_expired_token_and_one_for_another_audience_are_refused(stack, base, ca):
+def test_expired_forged_and_other_audience_tokens_are_refused_and_recorded(stack, base, ca):
     """Tokens signed root-side with the stack's own key (secrets.env): the well-formed one is the control
-    (200), so the refusals are about the claims, not the signature."""
+    (200), so those refusals are about the claims; one more is signed with another key."""
     import time
 
     import jwt
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from airflow_resource.config import jwt_keys, secrets
 
     stored = secrets.load(stack.home / "secrets.env").jwt_private_key
     key, now = jwt_keys._private(stored), int(time.time())
 
-    def status(**claims) -> int:
+    def status(signing_key=key, **claims) -> int:
         body = {"sub": "1", "iat": now, "nbf": now, "exp": now + 300, "aud": "apache-airflow", **claims}
-        token = jwt.encode(body, key, algorithm=jwt_keys.ALGORITHM, headers={"kid": jwt_keys.kid(stored)})
+        token = jwt.encode(body, signing_key, algorithm=jwt_keys.ALGORITHM, headers={"kid": jwt_keys.kid(stored)})
         s = requests.Session()
         s.trust_env = False
         return s.get(f"{base}/api/v2/dags", headers={"Authorization": f"Bearer {token}"}, verify=ca,
@@ -140,6 +141,21 @@ def test_an_expired_token_and_one_for_another_audience_are_refused(stack, base, 
     assert status(iat=now - 7200, nbf=now - 7200, exp=now - 3600) in (401, 403)  # expired an hour ago
     assert status(aud="urn:airflow.apache.org:task") in (401, 403)  # a task's audience on the REST API
     assert status(aud="someone-else") in (401, 403)
+    assert status(Ed25519PrivateKey.generate(), sub="forged") in (401, 403)  # the stack's kid, another key
+    # Each refusal is in the audit trail with Airflow's reason and what the token claimed.
+
+    def refusals():
+        proc = stack.cli("audit", "--event", "resource.access.refused", "--format", "json", "--limit", "200",
+                         timeout=60)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        rows = json.loads(proc.stdout)
+        seen = {(r["extra"]["detail"], r["extra"].get("token", {}).get("aud")) for r in rows}
+        wanted = {("Token Expired", "apache-airflow"), ("Invalid JWT token", "urn:airflow.apache.org:task"),
+                  ("Invalid JWT token", "someone-else")}
+        forged = [r for r in rows if r["extra"].get("token", {}).get("sub") == "forged"]
+        return (wanted <= seen and forged and forged[0]["extra"]["status"] in (401, 403)) or None
+
+    stack.wait_for(refusals, 60, "the four refused tokens in the audit trail", poll=2.0)
 
 
 def test_status_and_credentials_report_https(stack, base, ca):
@@ -201,6 +217,7 @@ def test_security_headers_on_ui_api_and_login(base, rest):
         assert h.get("x-frame-options") in ("DENY", "SAMEORIGIN"), (path, dict(h))
         assert h.get("x-content-type-options") == "nosniff", path
         assert h.get("referrer-policy"), path
+        assert "frame-ancestors 'self'" in h.get("content-security-policy", ""), path
         assert h.get("strict-transport-security", "").startswith("max-age="), path
 
 
@@ -225,34 +242,21 @@ def test_a_task_runs_through_the_execution_api_over_https(stack, base, rest):
     assert log.status_code == 200 and "holds 150 rows" in log.text
 
 
-def _chromium(extra_args: list[str]):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed in this venv")
-    from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
-
-    from tests.e2e.conftest import ACTION_TIMEOUT_MS
-
-    sync_api.expect.set_options(timeout=ACTION_TIMEOUT_MS)
-    pw = sync_api.sync_playwright().start()
-    browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS + extra_args, headless=True)
-    return pw, browser
-
-
-def test_chromium_logs_in_over_https_trusting_the_certificate_by_its_key(stack, base, admin):
+def test_chromium_logs_in_over_https_trusting_the_certificate_by_its_key(stack, base, admin, browser,
+                                                                          playwright_driver):
     from playwright.sync_api import expect
 
     from airflow_resource.stack import tls_files
-    from tests.e2e.conftest import login
+    from tests.browser import launch, login
 
     pin = tls_files.spki_sha256((stack.home / "tls" / "server.pem").read_bytes())
-    pw, browser = _chromium([])
-    try:  # without the pin: the browser refuses the generated certificate
-        page = browser.new_page()
+    context = browser.new_context()  # the session's browser has no pin: it refuses the generated certificate
+    try:
         with pytest.raises(Exception, match="ERR_CERT_AUTHORITY_INVALID"):
-            page.goto(f"{base}/", timeout=60_000)
+            context.new_page().goto(f"{base}/", timeout=60_000)
     finally:
-        browser.close()
-        pw.stop()
-    pw, browser = _chromium([f"--ignore-certificate-errors-spki-list={pin}"])
+        context.close()
+    browser = launch(playwright_driver, (f"--ignore-certificate-errors-spki-list={pin}",))
     try:
         context = browser.new_context()
         context.set_default_timeout(60_000)
@@ -280,7 +284,6 @@ def test_chromium_logs_in_over_https_trusting_the_certificate_by_its_key(stack, 
         assert renewed["value"] != first and renewed["secure"]
     finally:
         browser.close()
-        pw.stop()
 
 
 def test_the_cli_reaches_the_api_over_https(stack):

@@ -55,6 +55,26 @@ def test_sudo_user_counts_only_under_root(as_user):
     assert trail.os_user() == {"user": "root", "uid": 0, "login_user": "bob"}
 
 
+@pytest.mark.parametrize("subject", ["user", "uid", "host", "source"])
+def test_a_subject_may_not_hide_who_made_the_change(as_user, subject):
+    as_user(1000)
+    with pytest.raises(ValueError, match="name the subject otherwise"):
+        trail.row("resource.users.add", {subject: "alice"})
+
+
+def test_user_changes_name_the_account_beside_the_os_user(as_user, monkeypatch, make_settings):
+    """users add/remove/... record the Airflow account changed as `account`; `user` stays the OS user."""
+    from airflow_resource.access import client
+
+    as_user(1000)
+    rows = []
+    monkeypatch.setattr(trail, "_insert", lambda s, r: rows.extend(r))
+    monkeypatch.setattr(client.printer, "ok", lambda *a, **k: None)
+    client.done(make_settings(), "users.add", "added", account="alice", roles=["Viewer"])
+    extra = json.loads(rows[0]["extra"])
+    assert (extra["account"], extra["user"], rows[0]["owner"]) == ("alice", "carol", "carol")
+
+
 @pytest.mark.parametrize("event", ["", "resource." + "x" * 60])
 def test_event_names_fit_the_column(event):
     with pytest.raises(ValueError):

@@ -4,13 +4,14 @@ against a fake app (the real routes, Redis and Flower: tests/integration/test_au
 
 from __future__ import annotations
 
-import asyncio
+import base64
 import json
 
 import pytest
 
 from airflow_resource.in_airflow import login_limit
 from airflow_resource.stack import components
+from tests.unit import aio
 
 pytestmark = pytest.mark.unit
 
@@ -71,7 +72,8 @@ def test_api_server_and_flower_get_the_limit(make_settings, sec):
         assert by[name].env[login_limit.MAX_FAILURES_ENV] == "3" and by[name].env[login_limit.WINDOW_ENV] == "7"
     url = by["api-server"].env[login_limit.REDIS_URL_ENV]
     assert url.endswith(f":{s.redis_port}/{components.LOGIN_LIMIT_DB}") and sec.redis_password in url
-    assert login_limit.REDIS_URL_ENV not in by["flower"].env  # Flower counts in its own memory
+    # Flower counts in its own memory; the same database is only where it queues its login events.
+    assert by["flower"].env[login_limit.REDIS_URL_ENV] == url
     assert by["flower"].argv[-2:] == ("--flower-conf", str(components.FLOWER_CONF))
     assert components.FLOWER_CONF.is_file()
 
@@ -121,7 +123,7 @@ def _call(mw, path="/auth/token", password="wrong", client="10.0.0.7", method="P
 
     scope = {"type": "http", "method": method, "path": path, "client": (client, 5555),
              "headers": [(b"content-type", b"application/json")]}
-    asyncio.run(mw(scope, receive, send))
+    aio.run(mw(scope, receive, send))
     start = sent[0]
     return start["status"], dict(start.get("headers", []))
 
@@ -168,3 +170,59 @@ def test_flower_guard_does_nothing_without_a_limit(monkeypatch):
 
     monkeypatch.setenv(login_limit.MAX_FAILURES_ENV, "0")
     assert flower_guard.install() is False
+
+
+def test_flower_names_the_user_of_its_basic_auth_never_the_password():
+    from airflow_resource.in_airflow.flower_guard import username_of
+
+    assert username_of("Basic " + base64.b64encode(b"mallory:secret:with:colons").decode()) == "mallory"
+    assert username_of("Basic " + base64.b64encode(b"ev\x1bil:pw").decode()) == "ev?il"
+    assert username_of("Basic !!!") == "" and username_of("Bearer x.y.z") == "" and username_of("") == ""
+
+
+class FakeRedis:
+    """The list commands the queue and its reader use, in memory."""
+
+    def __init__(self):
+        self.items: list[bytes] = []
+
+    def pipeline(self):
+        return self
+
+    def rpush(self, key, item):
+        assert key == login_limit.EVENTS_KEY
+        self.items.append(item.encode() if isinstance(item, str) else item)
+
+    def ltrim(self, key, start, end):
+        self.items = self.items[start:] if end == -1 else self.items[start:end + 1]
+
+    def execute(self):
+        return []
+
+
+def test_flower_queues_its_events_bounded_and_the_api_server_writes_them_with_their_time(monkeypatch):
+    pytest.importorskip("airflow.plugins_manager")
+    from airflow_resource.in_airflow import flower_guard, login_guard_plugin
+
+    queue = flower_guard.EventQueue("redis://unused")
+    queue._redis = FakeRedis()
+    for i in range(login_limit.QUEUE_MAX + 5):
+        queue.put(login_limit.FAILED_EVENT, f"user{i}", {"client": "10.0.0.8"})
+    items = queue._redis.items
+    assert len(items) == login_limit.QUEUE_MAX and json.loads(items[0])["owner"] == "user5"  # the oldest went
+    written: list[tuple] = []
+    monkeypatch.setattr(login_guard_plugin, "write_event", lambda *a: written.append(a))
+    odd = [b"{not json", json.dumps({"event": "something.else", "owner": "x", "extra": {},
+                                     "dttm": "2026-12-03T10:00:00+00:00"}).encode()]
+    assert login_guard_plugin.write_queued(items[:2] + odd) == 2
+    (event, owner, extra, when), _ = written
+    assert (event, owner, extra["route"], extra["client"]) == (login_limit.FAILED_EVENT, "user5", "flower", "10.0.0.8")
+    assert when.tzinfo is not None and "password" not in json.dumps(extra)
+
+
+def test_flower_queue_without_redis_drops_quietly():
+    from airflow_resource.in_airflow import flower_guard
+
+    flower_guard.EventQueue("").put(login_limit.FAILED_EVENT, "x", {})  # no URL: nothing to do
+    broken = flower_guard.EventQueue("redis://127.0.0.1:1/2")  # nothing listens: logged, not raised
+    broken.put(login_limit.FAILED_EVENT, "x", {})

@@ -4,7 +4,6 @@ security headers middleware."""
 
 from __future__ import annotations
 
-import asyncio
 import http.server
 import json
 import ssl
@@ -16,6 +15,7 @@ import pytest
 from airflow_resource.config import airflow_config, tls
 from airflow_resource.errors import CommandError
 from airflow_resource.stack import components, supervisor, tls_files
+from tests.unit import aio
 
 pytestmark = pytest.mark.unit
 
@@ -275,7 +275,7 @@ def _headers(scheme: str, app_headers=()):
     async def send(message):
         sent.append(message)
 
-    asyncio.run(SecurityHeadersMiddleware(app)({"type": "http", "scheme": scheme, "path": "/"}, None, send))
+    aio.run(SecurityHeadersMiddleware(app)({"type": "http", "scheme": scheme, "path": "/"}, None, send))
     return dict(sent[0]["headers"]), sent[1]["body"]
 
 
@@ -283,6 +283,8 @@ def test_security_headers_on_every_response_hsts_only_over_https():
     headers, body = _headers("http")
     assert headers[b"x-frame-options"] == b"SAMEORIGIN" and headers[b"x-content-type-options"] == b"nosniff"
     assert headers[b"referrer-policy"] == b"same-origin" and b"strict-transport-security" not in headers
+    csp = dict(d.strip().split(" ", 1) for d in headers[b"content-security-policy"].decode().split(";"))
+    assert csp == {"frame-ancestors": "'self'", "object-src": "'none'", "base-uri": "'self'", "form-action": "'self'"}
     assert body == b"ok"
     headers, _ = _headers("https", [(b"x-frame-options", b"DENY")])
     assert headers[b"strict-transport-security"].startswith(b"max-age=")

@@ -185,7 +185,7 @@ def _membership(s: Settings, team: str, username: str, join: bool) -> None:
     if join:
         _warn_wider(api, username, [r for r in roles if r != role])
     done(s, f"teams.{'add' if join else 'remove'}-user",
-         f"{username} {'joined' if join else 'left'} team {team}", team=team, user=username)
+         f"{username} {'joined' if join else 'left'} team {team}", team=team, account=username)
 
 
 def _warn_wider(api: FabAPI, username: str, others: list[str]) -> None:

@@ -72,7 +72,7 @@ def add(s: Settings, username: str, password_source: Any, roles: list[str], emai
     password = password_source(username)
     api.post("/users", {"username": username, "email": email, "first_name": first_name, "last_name": last_name,
                         "roles": [{"name": r} for r in roles], "password": password})
-    done(s, "users.add", f"user {username} added with role(s) {', '.join(roles)}", user=username, roles=roles)
+    done(s, "users.add", f"user {username} added with role(s) {', '.join(roles)}", account=username, roles=roles)
 
 
 def list_users(s: Settings) -> list[dict[str, Any]]:
@@ -90,7 +90,7 @@ def remove(s: Settings, username: str) -> None:
     api = fab_api(s)
     get(api, username)
     api.delete(f"/users/{q(username)}")
-    done(s, "users.remove", f"user {username} removed", user=username)
+    done(s, "users.remove", f"user {username} removed", account=username)
 
 
 def set_password(s: Settings, username: str, password_source: Any) -> None:
@@ -101,7 +101,7 @@ def set_password(s: Settings, username: str, password_source: Any) -> None:
     password = password_source(username)
     # FAB ends the user's sessions when its password changes through this API.
     api.patch(f"/users/{q(username)}", {"password": password}, params={"update_mask": "password"})
-    done(s, "users.set-password", f"password of {username} changed", user=username)
+    done(s, "users.set-password", f"password of {username} changed", account=username)
 
 
 def set_roles(s: Settings, username: str, roles: list[str]) -> None:
@@ -115,7 +115,7 @@ def set_roles(s: Settings, username: str, roles: list[str]) -> None:
     if sorted(r["name"] for r in user.get("roles") or []) == sorted(roles):
         raise AlreadySo(f"{username} already has exactly the role(s) {', '.join(roles)}")
     put_roles(api, username, roles)
-    done(s, "users.set-roles", f"{username} now has the role(s) {', '.join(roles)}", user=username, roles=roles)
+    done(s, "users.set-roles", f"{username} now has the role(s) {', '.join(roles)}", account=username, roles=roles)
 
 
 def put_roles(api: FabAPI, username: str, roles: list[str]) -> None:

@@ -4,7 +4,7 @@
 One line for any command that changes something (users, roles, teams, credentials rotate, ...):
 
     from airflow_resource import audit
-    audit.record(s, "resource.users.add", user="alice", roles=["Viewer"])   # s: Settings or a Stack
+    audit.record(s, "resource.users.add", account="alice", roles=["Viewer"])   # s: Settings or a Stack
 
 or around the action, so a failure is recorded too (outcome "failed" and the error) and re-raised:
 

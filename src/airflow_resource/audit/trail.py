@@ -75,10 +75,12 @@ def row(event: str, details: dict[str, Any], when: str | None = None) -> dict[st
     """The values of one event-log row for an action of the CLI."""
     if not event or len(event) > EVENT_CHARS:
         raise ValueError(f"an event name has 1 to {EVENT_CHARS} characters: {event!r}")
-    who = os_user()
+    who = {**os_user(), "host": socket.gethostname(), "source": "resource-apache-airflow"}
     dag_id = details.pop("dag_id", None)
-    extra = {**{k: v for k, v in details.items() if v is not None}, **who, "host": socket.gethostname(),
-             "source": "resource-apache-airflow"}
+    clash = sorted(set(details) & set(who))
+    if clash:  # who made the change and what it was about are both kept: a subject must not hide its maker
+        raise ValueError(f"{event}: {clash} name who made the change; name the subject otherwise (e.g. account)")
+    extra = {**{k: v for k, v in details.items() if v is not None}, **who}
     owner = str(who["user"])[:OWNER_CHARS]
     return {"when": when, "event": event, "owner": owner, "owner_display_name": f"{owner} (OS user, resource CLI)",
             "extra": json.dumps(extra, sort_keys=True, default=str), "dag_id": dag_id}

@@ -9,13 +9,17 @@ covers only its Flask blueprint) and POST /auth/login/ (the UI's form). It
   is checked; the counters are in Redis, so every api-server worker sees the same ones;
 - writes each failed login (`resource.login.failed`, the name tried as owner) and the first refusal of
   a window (`resource.login.blocked`) into Airflow's event log (the `log` table /api/v2/eventLogs reads)
-  through Airflow's own Log model, in a thread, so the event loop does not wait on the database.
+  (event_log.py), in a thread, so the event loop does not wait on the database.
+It also moves Flower's queued login events (flower_guard.py: Flower holds no database credentials) from
+Redis into the event log, every DRAIN_EVERY_S, with the time Flower saw them.
 Every other request passes untouched. Nothing here may break a login: a Redis or database error is
 logged and the attempt goes ahead (fail open: the password check still applies).
 """
 
 from __future__ import annotations
 
+import asyncio
+import datetime
 import json
 import logging
 import os
@@ -26,11 +30,13 @@ from typing import Any
 from airflow.plugins_manager import AirflowPlugin
 
 from airflow_resource.in_airflow import login_limit
+from airflow_resource.in_airflow.event_log import in_thread, write_event
 
 log = logging.getLogger(__name__)
+DRAIN_EVERY_S, DRAIN_BATCH = 5, 100
 MAX_BODY = 64 * 1024  # a login is a few hundred bytes; a larger body passes through unread
 NAME_CHARS = 100
-FAILED, BLOCKED = "resource.login.failed", "resource.login.blocked"
+FAILED, BLOCKED = login_limit.FAILED_EVENT, login_limit.BLOCKED_EVENT
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -53,19 +59,6 @@ def route_of(path: str) -> str:
     return "ui-form" if login_limit.FORM_PATH.search(path) else path.rsplit("/auth/", 1)[-1]
 
 
-def write_event(event: str, owner: str, extra: dict[str, Any]) -> None:
-    """One row in Airflow's event log, through its own model and session (the api-server's metadata DSN)."""
-    from airflow.models.log import Log
-    from airflow.utils.session import create_session
-
-    try:
-        with create_session() as session:
-            session.add(Log(event=event, owner=owner or None, owner_display_name=owner or None,
-                            extra=json.dumps(extra, sort_keys=True)))
-    except Exception:  # noqa: BLE001 - see the module docstring
-        log.warning("apache-airflow resource: could not record %s in the event log", event, exc_info=True)
-
-
 class RedisWindow:
     """The per-client windows in Redis (login_limit.TAKE_SLOT_LUA), one client per api-server worker."""
 
@@ -73,6 +66,7 @@ class RedisWindow:
         self.url, self.limit = url, limit
         self._redis: Any = None
         self._script: Any = None
+        self._pop: Any = None
 
     def _client(self) -> Any:
         if self._redis is None:
@@ -89,6 +83,30 @@ class RedisWindow:
 
     async def give_back(self, client: str) -> None:
         await self._client().decr(login_limit.KEY_PREFIX + client)
+
+    async def pop_events(self, count: int) -> list[bytes]:
+        """Up to `count` of Flower's queued events, taken off the queue."""
+        if self._pop is None:
+            self._pop = self._client().register_script(login_limit.POP_EVENTS_LUA)
+        return list(await self._pop(keys=[login_limit.EVENTS_KEY], args=[count]))
+
+
+def write_queued(items: list[bytes]) -> int:
+    """Flower's queued events into the event log (in a thread); one that does not parse is skipped."""
+    written = 0
+    for raw in items:
+        try:
+            item = json.loads(raw)
+            when = datetime.datetime.fromisoformat(item["dttm"])
+            event, owner, extra = item["event"], str(item.get("owner", "")), dict(item.get("extra", {}))
+        except (ValueError, KeyError, TypeError):
+            log.warning("apache-airflow resource: a queued Flower login event did not parse; skipped")
+            continue
+        if event not in (FAILED, BLOCKED):
+            continue  # the queue is Redis's: only the two events Flower's guard writes are taken
+        write_event(event, owner[:NAME_CHARS], extra, when)
+        written += 1
+    return written
 
 
 class _MemoryWindow:
@@ -113,8 +131,22 @@ class LoginGuardMiddleware:
         self.limit = login_limit.from_env()
         url = os.environ.get(login_limit.REDIS_URL_ENV, "")
         self.window: Any = RedisWindow(url, self.limit) if url else _MemoryWindow(self.limit)
+        self._drain: Any = None
+
+    async def _drain_flower_events(self) -> None:
+        while True:
+            await asyncio.sleep(DRAIN_EVERY_S)
+            try:
+                items = await self.window.pop_events(DRAIN_BATCH)
+            except Exception:  # noqa: BLE001 - Redis away: try again next round
+                log.debug("apache-airflow resource: Flower's login events not read", exc_info=True)
+                continue
+            if items:
+                await in_thread(write_queued, items)
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if self._drain is None and isinstance(self.window, RedisWindow):  # on the first scope (lifespan or http)
+            self._drain = asyncio.ensure_future(self._drain_flower_events())
         if scope.get("type") != "http" or not login_limit.is_login(scope.get("method", ""), scope.get("path", "")):
             await self.app(scope, receive, send)
             return
@@ -129,7 +161,7 @@ class LoginGuardMiddleware:
                 taken = 0
             if taken and login_limit.blocked(self.limit, taken):
                 if login_limit.first_block(self.limit, taken):
-                    await _in_thread(write_event, BLOCKED, "", {
+                    await in_thread(write_event, BLOCKED, "", {
                         "client": client, "route": route_of(path), "max_failures": self.limit.max_failures,
                         "window_seconds": self.limit.window_s, "retry_after": left})
                 await _refuse(send, path, left)
@@ -162,16 +194,7 @@ class LoginGuardMiddleware:
             extra: dict[str, Any] = {"client": client, "route": route_of(path), "reason": "invalid credentials"}
             if self.limit.enabled and taken:
                 extra.update(failures=taken, max_failures=self.limit.max_failures)
-            await _in_thread(write_event, FAILED, name, extra)
-
-
-async def _in_thread(func: Any, *args: Any) -> None:
-    import asyncio
-
-    try:
-        await asyncio.get_running_loop().run_in_executor(None, func, *args)
-    except Exception:  # noqa: BLE001
-        log.warning("apache-airflow resource: could not record a login event", exc_info=True)
+            await in_thread(write_event, FAILED, name, extra)
 
 
 async def _buffered(receive: Any) -> tuple[bytes | None, Any]:

@@ -25,8 +25,14 @@ MAX_FAILURES_ENV = "APACHE_AIRFLOW_LOGIN_MAX_FAILURES"
 WINDOW_ENV = "APACHE_AIRFLOW_LOGIN_WINDOW_SECONDS"
 REDIS_URL_ENV = "APACHE_AIRFLOW_LOGIN_LIMIT_REDIS_URL"  # the api-server's only: its own Redis database
 KEY_PREFIX = "apache-airflow-resource:login-failures:"
+# Flower holds no database credentials: its guard queues its events (JSON) in the same Redis database,
+# and the api-server's guard moves them into the event log (login_guard_plugin.py). Bounded: at most
+# QUEUE_MAX wait; the oldest go first.
+EVENTS_KEY = "apache-airflow-resource:flower-login-events"
+QUEUE_MAX = 1000
 DEFAULT_MAX_FAILURES, DEFAULT_WINDOW_S = 5, 300
 TOO_MANY = 429
+FAILED_EVENT, BLOCKED_EVENT = "resource.login.failed", "resource.login.blocked"  # in the event log
 
 # The FastAPI token routes of the FAB auth manager and the UI's login form (FAB's Flask view), under any
 # base URL prefix.
@@ -41,6 +47,14 @@ if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 local ttl = redis.call('TTL', KEYS[1])
 if ttl < 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
 return {n, ttl}
+"""
+
+# Up to ARGV[1] queued events, taken off the queue in the same step (two api-server workers never both
+# write one).
+POP_EVENTS_LUA = """
+local items = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)
+if #items > 0 then redis.call('LTRIM', KEYS[1], #items, -1) end
+return items
 """
 
 

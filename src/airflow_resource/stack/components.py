@@ -142,7 +142,8 @@ def build(s: Settings, sec: Secrets, pg_bindir: str = "", redis_server: str = ""
         # Its configuration file (Python, run by Flower at start) puts the login limit in front of its basic auth.
         "flower", (airflow, "celery", "flower", "--flower-conf", str(FLOWER_CONF)),
         Probe("http", f"http://127.0.0.1:{s.flower_port}/healthcheck", sec.flower_password, s.admin_user),
-        EDGE, **at("flower_port"), secrets=FLOWER_SECRETS, env=login_env(s),
+        EDGE, **at("flower_port"), secrets=FLOWER_SECRETS,
+        env={**login_env(s), login_limit.REDIS_URL_ENV: login_redis_url(s, sec)},  # its login events' queue
     ))
     # Alert delivery, log retention and the disk-full hold of the pools (housekeeper.py). The webhook URL
     # may hold a token and the housekeeper's password is one: env file only. Its FAB user may edit pools

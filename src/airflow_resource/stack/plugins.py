@@ -39,6 +39,8 @@ PLUGINS = (
     # it still records them.
     Plugin("resource_login_guard.py", "login_guard_plugin", "ResourceLoginGuardPlugin", "always",
            lambda s: True),
+    # Refused tokens and permissions (401/403 to a request with a credential) recorded in the event log.
+    Plugin("resource_refusals.py", "refusal_plugin", "ResourceRefusalsPlugin", "always", lambda s: True),
 )
 BY_MODULE = {p.module: p for p in PLUGINS}
 
