@@ -64,7 +64,7 @@ def _print_components(report: dict[str, Any], verbose: bool, given_up: Any) -> N
     cols = ["component", "state", "health", "pid", "port", "uptime"] + (["detail"] if verbose else [])
     overall = ("healthy" if report["healthy"] else "UNHEALTHY") + (", DEGRADED" if report["degraded"] else "")
     printer.table(cols, rows, title=f"apache-airflow {report['airflow_version']} (pinned set "
-                  f"{report['pinned_set']}): {overall}  ({report['ui']})")
+                  f"{report['pinned_set']}, profile {report.get('profile', 'balanced')}): {overall}  ({report['ui']})")
     if not verbose and not report["healthy"]:
         for c in report["components"]:
             if not c["healthy"]:

@@ -17,7 +17,7 @@ from airflow_resource.in_airflow import alerts
 from airflow_resource.errors import CommandError
 from airflow_resource.config.secrets import Secrets, placeholder
 from airflow_resource.config.settings import Settings
-from airflow_resource.config import tls
+from airflow_resource.config import profiles, tls
 from airflow_resource.config import venv as venv_contents
 
 AIRFLOW_DB = "airflow"        # metadata database
@@ -28,10 +28,8 @@ DATA_CONN_ID = "resource_postgres"
 BROKER_DB, RESULT_DB = 0, 1   # Redis databases: Celery's queue, Celery's task results
 FAB_AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
 
-DAG_REFRESH_INTERVAL_S = 2
 MIN_FILE_PROCESS_INTERVAL_S = 120
 API_WORKERS = 2
-SCHEDULER_IDLE_SLEEP_S = 0.25
 MIN_HEARTBEAT_INTERVAL_S = 2
 EXECUTION_API_TIMEOUT_S = 30.0
 STATSD_PREFIX = "airflow"  # the mapping file (airflow_resource/metrics/statsd_mapping.yml) expects it
@@ -209,18 +207,22 @@ def check_options(s: Settings, owned: dict[str, str] | None = None) -> None:
 
 def tuning(s: Settings) -> dict[str, str]:
     """The resource's performance defaults (docs/configuration.md: Tuning); unlike the options above, a user may
-    override each in resource.toml's [airflow] tables or with AIRFLOW__* in the environment."""
+    override each in resource.toml's [airflow] tables or with AIRFLOW__* in the environment. The idle
+    intervals come from the profile (profiles.py)."""
+    profile = profiles.get(s.profile)
     return {
         # DAG files dropped into the folder should appear in seconds (Airflow's default is 300 s): the
         # folder is listed every refresh interval and a file whose mtime changed is parsed at once.
-        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": str(DAG_REFRESH_INTERVAL_S),
-        "AIRFLOW__DAG_PROCESSOR__BUNDLE_REFRESH_CHECK_INTERVAL": str(DAG_REFRESH_INTERVAL_S),
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": str(profile.dag_refresh_s),
+        "AIRFLOW__DAG_PROCESSOR__BUNDLE_REFRESH_CHECK_INTERVAL": str(profile.dag_refresh_s),
         # Unchanged files are re-parsed only this often: parsing costs CPU whether or not anything changed.
         "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": str(MIN_FILE_PROCESS_INTERVAL_S),
         # The scheduler sleeps this long after a loop that found nothing to do: it bounds how soon a
         # triggered run starts and a finished task is seen (Airflow: 1 s). Each idle loop costs ~35 ms
-        # of CPU (scheduler + PostgreSQL): 0.1 s burns 29 % of a core idle, 0.25 s 20 %, 0.5 s 14 %.
-        "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": str(SCHEDULER_IDLE_SLEEP_S),
+        # of CPU (scheduler + PostgreSQL): the profile (profiles.py) chooses.
+        "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": str(profile.scheduler_idle_sleep_s),
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": str(profile.job_heartbeat_s),
+        "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": str(profile.job_heartbeat_s),
         # A task's supervisor waits up to this long in select() once the task closed its sockets but
         # was not yet reaped, holding its Celery slot (Airflow: 5 s, i.e. up to 5 s per task); it is
         # also the heartbeat period of running tasks (one Execution API call each).

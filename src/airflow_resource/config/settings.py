@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from airflow_resource.config import profiles
 from airflow_resource.errors import CommandError
 from airflow_resource.config.settings_table import (  # noqa: F401  (re-exported for callers)
     AIRFLOW_TABLE, BY_NAME, ENV_PREFIX, PORT_SETTINGS, SETTINGS, UNSAFE_PATH_CHARS, WILDCARD_HOSTS, Setting, coerce,
@@ -69,6 +70,7 @@ class Settings:
     api_insecure: str = ""
     api_token_minutes: int = 60
     ui_session_minutes: int = 720
+    profile: str = "balanced"  # config/profiles.py
     # Airflow options the user sets (AIRFLOW__SECTION__KEY -> value), from resource.toml's [airflow]
     # tables and AIRFLOW__* in the environment; airflow_config checks them against what the stack owns.
     airflow_options: dict[str, str] = field(default_factory=dict)
@@ -300,6 +302,8 @@ def resolve(
                 "config cannot carry", f"choose a path without them ({BY_NAME[name].env})")
     _check_choice("tls", values["tls"].strip().lower(), TLS_ON + TLS_OFF, sources)
     _check_choice("api_insecure", values["api_insecure"].strip().lower(), ("", INSECURE_ACK), sources)
+    values["profile"] = values["profile"].strip().lower()
+    _check_choice("profile", values["profile"], profiles.NAMES, sources)
     last_log_port = values["log_server_port"] + values["workers"]
     if last_log_port > 65535:
         raise CommandError(

@@ -130,6 +130,8 @@ SETTINGS: tuple[Setting, ...] = (
             "token (the UI renews it while its session lives).", minimum=1, maximum=43200),
     Setting("ui_session_minutes", int, 720, "UI sessions end after this many minutes without activity.",
             minimum=5, maximum=525600),
+    Setting("profile", str, "balanced", "latency, balanced or quiet: how often idle loops wake, trading how "
+            "soon a run starts against idle CPU (docs/configuration.md, Profiles)."),
 )
 BY_NAME = {s.name: s for s in SETTINGS}
 # Every TCP/UDP port the stack listens on has one of these (log_server_port: the first of a block).

@@ -64,7 +64,7 @@ def status(s: Settings, verbose: bool = False) -> dict[str, Any]:
                               "healthy": False, "degraded": disk["level"] != diskspace.OK,
                               "airflow_version": installer.home_airflow_version(s),
                               "pinned_set": installer.home_set(s).name, "ui": s.api_url,
-                              "components": [], "disk": disk, "tls": s.tls_on,
+                              "components": [], "disk": disk, "tls": s.tls_on, "profile": s.profile,
                               "security_warnings": [w for w in (tls.insecure_warning(s),) if w]}
     if verbose:
         report["layout_drift"] = layout_drift(s)
