@@ -19,6 +19,9 @@ EXPECTED = [
     "two-task chain trigger to success p50", "20-task fan-out wall", "20-task fan-out CPU-seconds per task",
     "40-task workload tasks per minute", "memory after the workloads", "5 DAG files registered",
     "health endpoint p99", "status p99", "list runs (50 runs) p99", "scale-up: one more worker running a task",
+    "memory after the workloads by component", "items per minute, batched",
+    "scheduling rate (40 task instances to queued, no worker)",
+    "scheduler + PostgreSQL CPU-seconds per task instance scheduled",
 ]
 
 
@@ -46,8 +49,20 @@ def test_quick_benchmark_runs_and_writes_every_figure(tmp_path):
             assert isinstance(fig["value"], numbers.Number) and fig["value"] >= 0, key
     assert figures["processes left after stop"]["value"] == 0
     assert data["machine"]["quick"] is True and data["machine"]["cores"] >= 1
+    assert data["machine"]["load_at_start"] >= 0 and data["machine"]["load_at_end"] >= 0
     assert "one-task trigger to success p50" in proc.stdout  # the table is printed
     assert "baseline" not in data
+
+
+def test_an_ab_run_of_some_parts_with_an_option(tmp_path):
+    proc, data = _bench(tmp_path, "--only", "latency", "--set", "profile=quiet",
+                        "--airflow-option", "AIRFLOW__SCHEDULER__MAX_TIS_PER_QUERY=64")
+    assert set(data["figures"]) == {"first start (initdb, migration included) to healthy", "stop",
+                                    "processes left after stop"} | {
+        f"{w} trigger to success {q}" for w in ("one-task", "two-task chain") for q in ("first run", "p50", "p95")}
+    assert data["machine"]["overrides"] == {"APACHE_AIRFLOW_PROFILE": "quiet",
+                                            "AIRFLOW__SCHEDULER__MAX_TIS_PER_QUERY": "64"}
+    assert "one-task trigger to success p50" in proc.stdout
 
 
 @pytest.mark.long  # two stacks one after the other: `./cli.sh test long`

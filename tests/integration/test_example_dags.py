@@ -21,6 +21,7 @@ pytestmark = pytest.mark.integration
 PATTERN_DAGS = (
     "example_taskflow_xcom",
     "example_dynamic_mapping",
+    "example_batch_items",
     "example_branching",
     "example_task_groups",
     "example_deferrable_sensor",
@@ -177,6 +178,14 @@ def test_dynamic_mapping_expands_one_task_instance_per_batch(api, example_runs):
     assert {ti["state"] for ti in mapped.values()} == {"success"}
     assert _xcom(api, dag_id, run_id, "make_batches") == [[1, 2, 3], [4, 5, 6], [7, 8, 9], [10, 11, 12], [13, 14, 15]]
     assert _xcom(api, dag_id, run_id, "reduce") == 10 * sum(range(1, 16))  # the reduce step checked each mapped result
+
+
+def test_batch_items_processes_every_item_once_in_twenty_mapped_tasks(api, example_runs):
+    dag_id = "example_batch_items"
+    run_id, _ = example_runs["runs"][dag_id]
+    mapped = {i: ti for (t, i), ti in _tis(api, dag_id, run_id).items() if t == "process"}
+    assert sorted(mapped) == list(range(20)) and {ti["state"] for ti in mapped.values()} == {"success"}
+    assert _xcom(api, dag_id, run_id, "total") == 10_000
 
 
 def test_branching_skips_the_branch_not_chosen_and_joins(api, example_runs):

@@ -6,6 +6,7 @@ import pytest
 
 from airflow_resource.bench import report as bench
 from airflow_resource.bench.report import ratio
+from airflow_resource.errors import CommandError
 
 pytestmark = pytest.mark.unit
 
@@ -34,3 +35,26 @@ def test_table_without_baseline_has_no_ratio_column(capsys):
     bench._print_table({"machine": {"cores": 2, "date": "d"}, "figures": {"stop": {"value": 5.5, "unit": "s", "goal": ""}}})
     out = capsys.readouterr().out
     assert "stop" in out and "standalone" not in out
+
+
+def test_only_takes_known_parts_in_any_order():
+    from airflow_resource.bench import harness
+
+    assert harness.parts(None) == harness.PARTS
+    assert harness.parts("latency, idle") == ("latency", "idle")
+    for bad in ("latency,turbo", ",", "starts;idle"):
+        with pytest.raises(CommandError) as exc:
+            harness.parts(bad)
+        assert "choose from" in exc.value.hint
+
+
+def test_ab_overrides_become_the_stacks_environment():
+    from airflow_resource.bench import harness
+
+    env = harness.stack_overrides({"profile": "quiet", "workers": "2"},
+                                  ["AIRFLOW__SCHEDULER__MAX_TIS_PER_QUERY=64", "AIRFLOW__CORE__X=a=b"])
+    assert env == {"APACHE_AIRFLOW_PROFILE": "quiet", "APACHE_AIRFLOW_WORKERS": "2",
+                   "AIRFLOW__SCHEDULER__MAX_TIS_PER_QUERY": "64", "AIRFLOW__CORE__X": "a=b"}
+    for bad in ("MAX_TIS=1", "AIRFLOW__SCHEDULER=1", "AIRFLOW__SCHEDULER__X"):
+        with pytest.raises(CommandError):
+            harness.stack_overrides({}, [bad])

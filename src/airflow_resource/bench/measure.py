@@ -148,15 +148,20 @@ class Bench:
         if proc.returncode != 0:
             raise CommandError(f"manage start failed:\n{proc.stderr[-3000:]}", self.hint)
         self.result.add(label, round(took, 1), "s", goal)
+        self.reconnect()
+
+    def reconnect(self) -> None:
+        """After a start: a new API client (new credentials, maybe another api-server)."""
         self._api = None
 
-    def stop(self) -> None:
+    def stop(self, record: bool = True) -> None:
         took, proc = run_cli(self.env, "manage", "stop")
         if proc.returncode != 0:
             raise CommandError(f"manage stop failed:\n{proc.stderr[-3000:]}", self.hint)
-        left = self.processes()
-        self.result.add("stop", round(took, 1), "s", "<= 10 s, no process left")
-        self.result.add("processes left after stop", len(left), "", "0")
+        if record:
+            left = self.processes()
+            self.result.add("stop", round(took, 1), "s", "<= 10 s, no process left")
+            self.result.add("processes left after stop", len(left), "", "0")
 
     def write_dags(self) -> None:
         for name, text in BENCH_DAGS.items():
@@ -168,8 +173,9 @@ class Bench:
     def wait_registered(self, dag_ids: list[str], timeout: float) -> float:
         started = time.monotonic()
         pending = set(dag_ids)
+        prefix = os.path.commonprefix(dag_ids)
         while pending:
-            known = {d["dag_id"] for d in self.api.paged("/dags", "dags", {"dag_id_pattern": "bench_"})}
+            known = {d["dag_id"] for d in self.api.paged("/dags", "dags", {"dag_id_pattern": prefix})}
             pending -= known
             if time.monotonic() - started > timeout:
                 raise CommandError(f"not registered after {timeout} s: {sorted(pending)[:5]}", self.hint)
@@ -313,9 +319,14 @@ class Bench:
             self.result.add(f"{name} ({want} runs) p50", _pct(times, 0.5), "ms")
             self.result.add(f"{name} ({want} runs) p99", _pct(times, 0.99), "ms", "<= 100 ms")
 
-    def memory(self, label: str, goal: str = "") -> None:
+    def memory(self, label: str, goal: str = "", by_component: bool = False) -> None:
         n, mib = _pss_mib(self.processes())
         self.result.add(f"memory {label}", mib, f"MiB PSS ({n} processes)", goal)
+        if by_component:
+            parts = {name: _pss_mib(procs) for name, procs in self.groups().items()}
+            top = sorted(parts.items(), key=lambda kv: -kv[1][1])
+            self.result.add(f"memory {label} by component", ", ".join(
+                f"{name} {mib_:.0f} ({count})" for name, (count, mib_) in top if mib_ >= 1), "MiB PSS (processes)")
 
     def idle_cpu(self, seconds: float) -> None:
         spent, _ = _cpu_by_component(self.groups(), lambda: time.sleep(seconds))

@@ -33,6 +33,10 @@ def ratio(ours: Any, theirs: Any) -> str:
 def _print_table(data: dict[str, Any]) -> None:
     machine, ours, theirs = data["machine"], data["figures"], data.get("baseline")
     title = f"apache-airflow resource benchmark, {machine['cores']} cores, {machine['date']}"
+    if "load_at_start" in machine:
+        title += f", load average {machine['load_at_start']} at start, {machine.get('load_at_end', '?')} at end"
+    if machine.get("overrides"):
+        title += ", with " + " ".join(f"{k}={v}" for k, v in machine["overrides"].items())
     if theirs is None:
         rows = [[k, v["value"], v["unit"], v["goal"]] for k, v in ours.items()]
         printer.table(["figure", "value", "unit", "goal"], rows, title=title)

@@ -19,8 +19,16 @@ def settings(args: argparse.Namespace, running: bool = False, damaged_ok: bool =
     """The settings of --home, --set and --pinned-set over resource.toml, the environment and defaults."""
     from airflow_resource.config import settings as config
 
-    flags: dict[str, Any] = {"home": args.home, "pinned_set": getattr(args, "pinned_set", None)}
-    for item in args.set or []:
+    flags: dict[str, Any] = {"home": args.home, "pinned_set": getattr(args, "pinned_set", None), **set_flags(args)}
+    return config.for_running_stack(flags, damaged_ok) if running else config.resolve(flags)
+
+
+def set_flags(args: argparse.Namespace) -> dict[str, str]:
+    """--set KEY=VALUE items, each a known, non-secret setting."""
+    from airflow_resource.config import settings as config
+
+    flags: dict[str, str] = {}
+    for item in getattr(args, "set", None) or []:
         key, sep, value = item.partition("=")
         key = key.strip().replace("-", "_").lower()
         if not sep or key not in config.BY_NAME:
@@ -30,7 +38,7 @@ def settings(args: argparse.Namespace, running: bool = False, damaged_ok: bool =
             raise CommandError(f"--set {key}: this setting may hold a credential and is not taken from a command line",
                                f"set {config.BY_NAME[key].env} in the environment or {key} in resource.toml")
         flags[key] = value
-    return config.for_running_stack(flags, damaged_ok) if running else config.resolve(flags)
+    return flags
 
 
 def dag_name(args: argparse.Namespace) -> str:

@@ -10,7 +10,7 @@ import sys
 from typing import Any
 
 from airflow_resource import RESOURCE_NAME, __version__, printer
-from airflow_resource.cli.common import path, settings
+from airflow_resource.cli.common import path, set_flags, settings
 from airflow_resource.paths import CONFIG_DIR, REPO_ROOT, TEST_RUNNER
 
 EXAMPLES = """\
@@ -95,7 +95,9 @@ def cmd_credentials(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from airflow_resource.bench import harness
 
-    harness.run(args.quick, path(args.output), keep=args.keep, baseline=args.baseline)
+    overrides = harness.stack_overrides(set_flags(args), args.airflow_option)
+    harness.run(args.quick, path(args.output), keep=args.keep, baseline=args.baseline, only=args.only,
+                overrides=overrides)
     return 0
 
 

@@ -269,7 +269,13 @@ BENCH = Action("bench", "benchmark a fresh stack in a temporary home: starts, la
                    OUTPUT.but(help="write the figures as JSON to FILE"),
                    Arg("--keep", action="store_true", help="keep the temporary home afterwards"),
                    Arg("--baseline", action="store_true", help="then run the same workloads against `airflow "
-                       "standalone` from the same venv and show the ratio")))
+                       "standalone` from the same venv and show the ratio"),
+                   Arg("--only", metavar="PARTS", help="a comma list of the parts to run (the first start always "
+                       "runs): starts, idle, latency, fanout, big, items, memory, scale, files, probes, queries, "
+                       "scheduling"),
+                   Arg("--airflow-option", action="append", metavar="AIRFLOW__SECTION__KEY=VALUE",
+                       help="an Airflow option for the bench's stack (repeatable): an A/B run; --set NAME=VALUE "
+                            "sets a resource setting (e.g. profile=quiet) the same way")))
 
 _USER = Arg("username", nargs="?", metavar="USER", help="the user name")
 _PASSWORD = (Arg("--password-file", metavar="FILE", exclusive="password",
