@@ -250,7 +250,21 @@ def tuning(s: Settings) -> dict[str, str]:
         "AIRFLOW__API__SERVER_TYPE": "gunicorn" if _has_gunicorn(s.venv) else "uvicorn",
         # Workers import the task runner and common operators once, before their pool forks.
         "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS": "airflow_resource.in_airflow.celery_config.CELERY_CONFIG",
+        **PER_TASK_LEVERS,
     }
+
+
+# Options on every task's path, each measured on its own (docs/benchmarks.md, "A/B runs").
+PER_TASK_LEVERS = {
+    # The scheduler moves at most this many task instances to queued per loop (Airflow: 16).
+    "AIRFLOW__SCHEDULER__MAX_TIS_PER_QUERY": "64",
+    # One scheduler per stack: its SELECT ... FOR UPDATE guards against a second one that never runs.
+    "AIRFLOW__SCHEDULER__USE_ROW_LEVEL_LOCKING": "False",
+    # No file name and line number collected for every log call (structlog inspects the stack for them).
+    "AIRFLOW__LOGGING__CALLSITE_PARAMETERS": "",
+    # Celery's per-task INFO lines ("received", "succeeded") in the worker's log.
+    "AIRFLOW__LOGGING__CELERY_LOGGING_LEVEL": "WARNING",
+}
 
 
 def _has_gunicorn(venv: Path) -> bool:
