@@ -23,6 +23,9 @@ from airflow_resource.config.settings import SETTINGS_ENV, Settings
 
 # Start groups: each waits for the one before to be ready. Stop runs in reverse.
 DATA, API, CORE, EDGE = 10, 20, 30, 40
+# ... except that the core group (scheduler, dag-processor, triggerer, workers) needs only PostgreSQL and
+# Redis, not the api-server: `manage start` launches both at once and waits for each (startup.py).
+START_TOGETHER = frozenset({API, CORE})
 SERVER_STOP_TIMEOUT_S = 20
 
 # Who holds which secret (docs/architecture.md, "Secrets by component"), after Airflow's security model:

@@ -172,16 +172,20 @@ def start(s: Settings, timeout: float, wait: bool = True) -> Stack:
     # Before the servers: the api-server and this one-off process would both sync FAB's roles.
     oneoffs.create_admin(st)
     audit.flush_pending(st)  # the resource's actions recorded while the database was down (a restore)
-    # Group by group (the api-server's two workers already keep both cores busy while it starts;
-    # Flower must find the Celery workers up, it does not see them arrive later). While the rest
-    # starts, every api-server worker builds its Execution API, which the first task would wait for.
+    # Group by group, but the core group with the api-server (components.START_TOGETHER: it needs only
+    # the data group), and the edge group after both (Flower must find the Celery workers up, it does
+    # not see them arrive later). Once the api-server answers, every one of its workers builds its
+    # Execution API in the background, which the first task would otherwise wait for.
     deadline = time.monotonic() + timeout
     with ThreadPoolExecutor(max_workers=1) as background:
         warm = None
-        for group in components.groups(st.comps):
-            if group[0].priority == components.DATA:
-                continue
-            start_group(st, group)
+        groups = [g for g in components.groups(st.comps) if g[0].priority != components.DATA]
+        launched: set[int] = set()
+        for group in groups:
+            if group[0].priority not in launched:  # it and the groups launched with it (START_TOGETHER)
+                wave = _together(group)
+                start_group(st, [c for g in groups if g[0].priority in wave for c in g])
+                launched |= wave
             if wait:
                 wait_ready(st, group, deadline, " ".join(c.name for c in group))
                 if group[0].priority == components.API:
@@ -191,6 +195,12 @@ def start(s: Settings, timeout: float, wait: bool = True) -> Stack:
     if wait:
         printer.ok(f"all {len(st.comps)} components healthy in {time.monotonic() - begun:.1f} s")
     return st
+
+
+def _together(group: list[components.Component]) -> frozenset[int]:
+    """The priorities launched with this group: itself, or the whole START_TOGETHER set it belongs to."""
+    p = group[0].priority
+    return components.START_TOGETHER if p in components.START_TOGETHER else frozenset({p})
 
 
 def revive(s: Settings, timeout: float) -> None:
