@@ -144,8 +144,10 @@ def start(s: Settings, timeout: float, wait: bool = True) -> Stack:
     installer.check_pinned_set(s)
     # Ports first, before any install work: the table needs no real secrets to know its ports.
     check_ports(components.build(s, secrets_mod.placeholder()))
+    laps = Laps()
     if not installer.is_installed(s):
         s = installer.install(s)
+        laps.lap("install")
     begun = time.monotonic()
     st = Stack.load(s)
     if s.embedded_postgres and datastores.is_initialised(s):
@@ -158,20 +160,25 @@ def start(s: Settings, timeout: float, wait: bool = True) -> Stack:
         raise CommandError(f"{len(leftovers)} process(es) of an earlier run of this home are still alive "
                            f"(pids {', '.join(str(p.pid) for p in leftovers[:8])})",
                            "run `./cli.sh manage stop --force` first")
+    laps.lap("checks")
     write_configs(st)
     printer.step(f"starting supervisord ({s.supervisord_conf})")
     launch_supervisord(st)
+    laps.lap("configs and supervisord")
     # Readiness deadline is for the servers; the one-off migration has its own.
     deadline = time.monotonic() + timeout
     data = [c for c in st.comps if c.priority == components.DATA]
     if data:
         start_group(st, data)
         wait_ready(st, data, deadline, " ".join(c.name for c in data))
+        laps.lap("data")
     oneoffs.migrate(st)
+    laps.lap("migration")
     oneoffs.restore_unacked_tasks(st)
     # Before the servers: the api-server and this one-off process would both sync FAB's roles.
     oneoffs.create_admin(st)
     audit.flush_pending(st)  # the resource's actions recorded while the database was down (a restore)
+    laps.lap("users and kept records")
     # Group by group, but the core group with the api-server (components.START_TOGETHER: it needs only
     # the data group), and the edge group after both (Flower must find the Celery workers up, it does
     # not see them arrive later). Once the api-server answers, every one of its workers builds its
@@ -188,13 +195,30 @@ def start(s: Settings, timeout: float, wait: bool = True) -> Stack:
                 launched |= wave
             if wait:
                 wait_ready(st, group, deadline, " ".join(c.name for c in group))
+                laps.lap(f"{group[0].group} group")
                 if group[0].priority == components.API:
                     warm = background.submit(oneoffs.warm_execution_api, s, deadline)
         if warm is not None:
             warm.result()
     if wait:
         printer.ok(f"all {len(st.comps)} components healthy in {time.monotonic() - begun:.1f} s")
+        printer.info("start steps: {}", laps.line())
     return st
+
+
+class Laps:
+    """How long each step of a start took, said in one line at its end."""
+
+    def __init__(self) -> None:
+        self.t, self.laps = time.monotonic(), []
+
+    def lap(self, name: str) -> None:
+        now = time.monotonic()
+        self.laps.append((name, now - self.t))
+        self.t = now
+
+    def line(self) -> str:
+        return ", ".join(f"{name} {secs:.1f} s" for name, secs in self.laps)
 
 
 def _together(group: list[components.Component]) -> frozenset[int]:
