@@ -41,6 +41,10 @@ WORKER_SECRETS = frozenset({"broker"})
 # worker on this machine the api-server reads the task and trigger logs from the shared logs folder
 # (docs/tls.md, "Log servers"). Their ports stay reserved for workers on other hosts.
 SKIP_SERVE_LOGS = ("--skip-serve-logs",)
+# Celery workers neither synchronise with each other at start (mingle: ~1 s, for revoked-task lists
+# Airflow does not use) nor subscribe to each other's events (gossip: every task event of every other
+# worker, once Flower turns events on). Flower and the ping probe use their own channels.
+WORKER_SOLO = ("--without-mingle", "--without-gossip")
 FLOWER_SECRETS = frozenset({"broker", "flower_auth"})
 
 
@@ -126,7 +130,7 @@ def build(s: Settings, sec: Secrets, pg_bindir: str = "", redis_server: str = ""
         log_port = at("log_server_port", i)
         comps.append(Component(
             f"{WORKER_PREFIX}{i}",
-            (airflow, "celery", "worker", "--celery-hostname", worker_hostname(i), *SKIP_SERVE_LOGS),
+            (airflow, "celery", "worker", "--celery-hostname", worker_hostname(i), *SKIP_SERVE_LOGS, *WORKER_SOLO),
             Probe("celery", worker_hostname(i)), CORE, **log_port,
             env={"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(log_port["port"])},
             stop_timeout=s.stop_grace_seconds,  # Celery's warm shutdown lets running tasks finish
