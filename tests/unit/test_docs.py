@@ -12,7 +12,7 @@ import pytest
 pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parents[2]
-README_MAX_BYTES = 10_240
+README_MAX_BYTES = 11_264  # 11 KiB: the quick start, what runs, the figures that matter, the commands; the rest in docs/
 
 FENCE = re.compile(r"^\s*(```|~~~)")
 CODE_SPAN = re.compile(r"(`+)(?:(?!\1).)+?\1", re.S)

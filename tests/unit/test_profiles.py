@@ -28,6 +28,7 @@ def test_each_profile_sets_the_idle_intervals(make_settings, name):
     assert float(t["AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME"]) == p.scheduler_idle_sleep_s
     assert int(t["AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL"]) == p.dag_refresh_s
     assert int(t["AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC"]) == p.job_heartbeat_s
+    assert int(t["AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL"]) == p.task_heartbeat_s
 
 
 def test_profiles_order_from_soonest_to_quietest():
