@@ -7,9 +7,17 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import re
 from typing import Any
 
 log = logging.getLogger(__name__)
+NAME_CHARS = 100  # a user name or a token claim, as a row keeps it
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def clean(value: Any, limit: int = NAME_CHARS) -> str:
+    """A client's text (a name tried, a claim, a path), as a row may hold it: no control characters, cut."""
+    return _CONTROL.sub("?", str(value))[:limit]
 
 
 def write_event(event: str, owner: str, extra: dict[str, Any], when: datetime.datetime | None = None) -> None:

@@ -21,14 +21,12 @@ import datetime
 import json
 import logging
 import os
-import re
 
 from airflow_resource.in_airflow import login_limit
+from airflow_resource.in_airflow.event_log import clean
 
 log = logging.getLogger(__name__)
 _INSTALLED = "_apache_airflow_resource_guarded"
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-NAME_CHARS = 100
 
 
 def username_of(authorization: str) -> str:
@@ -40,7 +38,7 @@ def username_of(authorization: str) -> str:
         name = base64.b64decode(value.strip(), validate=True).decode("utf-8", "replace").partition(":")[0]
     except ValueError:
         return ""
-    return _CONTROL.sub("?", name)[:NAME_CHARS]
+    return clean(name)
 
 
 class EventQueue:

@@ -23,21 +23,18 @@ import datetime
 import json
 import logging
 import os
-import re
 import urllib.parse
 from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
 
 from airflow_resource.in_airflow import login_limit
-from airflow_resource.in_airflow.event_log import in_thread, write_event
+from airflow_resource.in_airflow.event_log import clean, in_thread, write_event
 
 log = logging.getLogger(__name__)
 DRAIN_EVERY_S, DRAIN_BATCH = 5, 100
 MAX_BODY = 64 * 1024  # a login is a few hundred bytes; a larger body passes through unread
-NAME_CHARS = 100
 FAILED, BLOCKED = login_limit.FAILED_EVENT, login_limit.BLOCKED_EVENT
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def username_of(body: bytes, content_type: str) -> str:
@@ -52,7 +49,7 @@ def username_of(body: bytes, content_type: str) -> str:
             name = urllib.parse.parse_qs(body.decode("utf-8", "replace")).get("username", [""])[0]
     except ValueError:
         name = ""
-    return _CONTROL.sub("?", str(name))[:NAME_CHARS]
+    return clean(name)
 
 
 def route_of(path: str) -> str:
@@ -104,7 +101,7 @@ def write_queued(items: list[bytes]) -> int:
             continue
         if event not in (FAILED, BLOCKED):
             continue  # the queue is Redis's: only the two events Flower's guard writes are taken
-        write_event(event, owner[:NAME_CHARS], extra, when)
+        write_event(event, clean(owner), extra, when)
         written += 1
     return written
 

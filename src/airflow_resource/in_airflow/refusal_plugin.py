@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 import threading
 import time
 from typing import Any
@@ -26,7 +25,7 @@ from typing import Any
 from airflow.plugins_manager import AirflowPlugin
 
 from airflow_resource.in_airflow import login_limit
-from airflow_resource.in_airflow.event_log import in_thread, write_event
+from airflow_resource.in_airflow.event_log import clean, in_thread, write_event
 
 EVENT = "resource.access.refused"
 REFUSED = (401, 403)
@@ -35,12 +34,6 @@ MAX_DETAIL = 200
 MAX_BODY = 2048  # of a refusal's body, kept to read its detail
 TOKEN_COOKIE = b"_token"
 CLAIMS = ("sub", "aud", "iss", "exp", "iat")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def clean(value: Any, limit: int = MAX_DETAIL) -> str:
-    """The client's text, as it may go into the event log: no control characters, cut."""
-    return _CONTROL.sub("?", str(value))[:limit]
 
 
 def credential(headers: dict[bytes, bytes]) -> tuple[str, str]:
@@ -66,9 +59,9 @@ def claims_of(token: str) -> dict[str, Any]:
         return {}
     if not isinstance(payload, dict) or not isinstance(header, dict):
         return {}
-    out = {k: clean(payload[k], 100) for k in CLAIMS if k in payload}
+    out = {k: clean(payload[k]) for k in CLAIMS if k in payload}
     if "kid" in header:
-        out["kid"] = clean(header["kid"], 100)
+        out["kid"] = clean(header["kid"])
     return out
 
 
@@ -81,9 +74,9 @@ def detail_of(body: bytes) -> str:
     try:
         data = json.loads(body or b"{}")
     except ValueError:
-        return clean(body.decode("utf-8", "replace"))
+        return clean(body.decode("utf-8", "replace"), MAX_DETAIL)
     detail = data.get("detail", "") if isinstance(data, dict) else ""
-    return clean(detail if isinstance(detail, str) else json.dumps(detail))
+    return clean(detail if isinstance(detail, str) else json.dumps(detail), MAX_DETAIL)
 
 
 def owner_of(claims: dict[str, Any], detail: str) -> str:
@@ -99,7 +92,7 @@ def owner_of(claims: dict[str, Any], detail: str) -> str:
 
         with create_session() as session:
             name = session.execute(text("SELECT username FROM ab_user WHERE id = :id"), {"id": int(sub)}).scalar()
-        return clean(name or "", 100)
+        return clean(name or "")
     except Exception:  # noqa: BLE001 - the row is written without an owner
         return ""
 
@@ -164,7 +157,7 @@ class RefusalRecorder:
         admitted, passed_over = self.throttle.admit(client)
         if not admitted:
             return
-        event = {"client": client, "method": clean(scope.get("method", ""), 10), "path": clean(path),
+        event = {"client": client, "method": clean(scope.get("method", ""), 10), "path": clean(path, MAX_DETAIL),
                  "status": seen["status"], "detail": detail_of(seen.get("body", b"")), "credential": source}
         if passed_over:
             event["not_recorded_before"] = passed_over
